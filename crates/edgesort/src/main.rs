@@ -1,0 +1,114 @@
+//! `edgesort`: the technician's command line.
+//!
+//! `edgesort demo` replays the bundled clip as a 60 fps camera through the
+//! whole line (CPU inference, tracking, rules, simulated ejectors, SQLite);
+//! `edgesort replay` does the same for any clip and scores it against its
+//! `tracks.json` when there is one.
+
+mod replay;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::replay::{ReplayArgs, run_replay_command};
+
+/// The example configuration in the source tree, used when none is given.
+const BUNDLED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../board/edgesort.toml");
+
+/// The demo clip in the source tree.
+const BUNDLED_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/demo_clip");
+
+#[derive(Parser)]
+#[command(
+    name = "edgesort",
+    version,
+    about = "Vision sorting firmware for Jetson Orin: camera, detector, ejectors"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay the bundled clip as a live 60 fps camera through the whole line.
+    Demo {
+        /// Run every frame as fast as possible instead of at the camera's pace.
+        #[arg(long)]
+        fast: bool,
+        /// Where to leave the event database.
+        #[arg(long, default_value = "edgesort-demo.sqlite")]
+        db: PathBuf,
+    },
+    /// Replay any clip (a folder with frames/*.jpg and optionally tracks.json).
+    Replay(ReplayArgs),
+}
+
+/// Exit codes a technician's script can act on.
+#[derive(Clone, Copy)]
+enum Failure {
+    /// The configuration is invalid.
+    Config = 2,
+    /// The model or clip is missing or unusable.
+    Input = 3,
+    /// Anything else: the run itself failed.
+    Run = 1,
+}
+
+fn classify(error: &anyhow::Error) -> Failure {
+    for cause in error.chain() {
+        if cause.is::<edgesort_types::config::ConfigError>() {
+            return Failure::Config;
+        }
+        if let Some(infer) = cause.downcast_ref::<edgesort_infer::InferError>() {
+            use edgesort_infer::InferError::*;
+            if matches!(
+                infer,
+                ModelNotFound { .. } | LoadModel { .. } | NotYolo { .. }
+            ) {
+                return Failure::Input;
+            }
+        }
+        if cause.is::<edgesort_capture::CaptureError>() {
+            return Failure::Input;
+        }
+    }
+    Failure::Run
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo { fast, db } => run_replay_command(ReplayArgs {
+            clip: PathBuf::from(BUNDLED_CLIP),
+            config: PathBuf::from(BUNDLED_CONFIG),
+            fast,
+            decisions: None,
+            json: false,
+            fps: None,
+            speed_px_per_frame: None,
+            mm_per_px: None,
+            db,
+        }),
+        Command::Replay(args) => run_replay_command(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(classify(&error) as u8)
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The command line as a technician meets it: exit codes and messages for bad
+//! input, and the replay's output files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The bundled config with its relative paths made absolute, edited by `edit`.
+fn write_config(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("board/edgesort.toml"))
+        .unwrap()
+        .replace("\"../", &format!("\"{}/", repo().display()));
+    let path = dir.join("edgesort.toml");
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+/// A clip of the first `frames` demo frames, without tracks.json.
+fn short_clip(dir: &Path, frames: usize) -> PathBuf {
+    let clip = dir.join("clip");
+    std::fs::create_dir_all(clip.join("frames")).unwrap();
+    for index in 0..frames {
+        let name = format!("{index:06}.jpg");
+        std::fs::copy(
+            repo().join("tests/data/demo_clip/frames").join(&name),
+            clip.join("frames").join(&name),
+        )
+        .unwrap();
+    }
+    clip
+}
+
+fn edgesort(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgesort"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn replay(config: &Path, clip: &Path, dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "replay",
+        "--fast",
+        "--config",
+        config.to_str().unwrap(),
+        "--clip",
+        clip.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    edgesort(&args, dir)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn an_invalid_config_exits_2_and_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = short_clip(dir.path(), 1);
+    for (edit, field) in [
+        (("pulse_ms = 20", "pulse_ms = 400"), "ejectors[0].pulse_ms"),
+        (("mm_per_px = 0.5", "mm_per_px = -0.5"), "belt.mm_per_px"),
+        (
+            ("lane = \"reject\"\n# Set", "lane = \"shredder\"\n# Set"),
+            "rules.class[4].lane",
+        ),
+        (("min_hits = 3", "min_hits = 3\nmin_hit = 4"), "min_hit"),
+    ] {
+        let config = write_config(dir.path(), |text| {
+            assert!(text.contains(edit.0), "{}", edit.0);
+            text.replacen(edit.0, edit.1, 1)
+        });
+        let output = replay(&config, &clip, dir.path(), &[]);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains(field),
+            "{field}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn a_missing_model_exits_3_and_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = short_clip(dir.path(), 1);
+    let config = write_config(dir.path(), |text| {
+        text.replace("sorter_yolov8n_dynamic.onnx", "gone.onnx")
+    });
+    let output = replay(&config, &clip, dir.path(), &[]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("model file not found")
+            && stderr(&output).contains("models/gone.onnx"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_model_that_is_not_a_detector_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = short_clip(dir.path(), 1);
+    let config = write_config(dir.path(), |text| {
+        text.replace(
+            "models/sorter_yolov8n_dynamic.onnx",
+            "tests/data/not_yolo.onnx",
+        )
+    });
+    let output = replay(&config, &clip, dir.path(), &[]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is not a YOLOv8 detector"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn replay_skips_corrupt_frames_and_writes_decisions_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = short_clip(dir.path(), 60);
+    let truncated = clip.join("frames/000010.jpg");
+    let bytes = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(
+        clip.join("frames/000020.jpg"),
+        b"\xff\xd8 definitely not a jpeg",
+    )
+    .unwrap();
+    let config = write_config(dir.path(), |text| text);
+    let decisions = dir.path().join("decisions.jsonl");
+    let output = replay(
+        &config,
+        &clip,
+        dir.path(),
+        &["--json", "--decisions", decisions.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("000010.jpg"),
+        "the skipped frame is named: {}",
+        stderr(&output)
+    );
+
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["run"]["frames_in_clip"], 60);
+    assert_eq!(report["run"]["frames_corrupt"], 2);
+    assert_eq!(report["run"]["frames_processed"], 58);
+    assert!(report["score"].is_null(), "no tracks.json, no score");
+    assert!(dir.path().join("edgesort-replay.sqlite").is_file());
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&decisions)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        report["run"]["decisions"].as_array().unwrap().len()
+    );
+    assert!(
+        !lines.is_empty(),
+        "60 frames at 7 px/frame show whole parts"
+    );
+    for line in &lines {
+        for field in ["part_id", "class", "confidence", "lane", "planned_fire_s"] {
+            assert!(line.get(field).is_some(), "{field} missing in {line}");
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The CPU inference backend, on tract.
+//!
+//! [`TractBackend`] loads an ONNX model, reports its named inputs and outputs
+//! (dynamic axes as `None`), and implements [`edgesort_infer::Backend`]. A
+//! dynamic model is specialised and optimised for each new input shape the
+//! first time it is asked for (about a second for YOLOv8n); the plan for the
+//! last shape is kept, since a camera's frame size does not change.
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+use edgesort_infer::{Backend, InferError, ModelIo, TensorInfo};
+use tract_linalg::multithread::{Executor, multithread_tract_scope};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+use tract_onnx::tract_hir::internal::DimLike;
+
+/// A model run by tract on the CPU.
+pub struct TractBackend {
+    path: PathBuf,
+    io: ModelIo,
+    model: InferenceModel,
+    plan: Option<(Vec<usize>, TypedSimpleState)>,
+    input: Option<Tensor>,
+    output: Option<(Tensor, Vec<usize>)>,
+    executor: Executor,
+}
+
+impl TractBackend {
+    /// Loads the ONNX model at `path`.
+    pub fn load(path: &Path) -> Result<Self, InferError> {
+        if !path.is_file() {
+            return Err(InferError::ModelNotFound {
+                path: path.to_owned(),
+            });
+        }
+        let load_error = |error: TractError| InferError::LoadModel {
+            path: path.to_owned(),
+            reason: format!("{error:#}"),
+        };
+        let model = tract_onnx::onnx()
+            .model_for_path(path)
+            .map_err(load_error)?;
+        // Propagate shapes through a copy of the graph so that outputs the
+        // file leaves unannotated get a rank and, where fixed, sizes. The copy
+        // only describes: its symbolic facts would clash with the concrete
+        // input shapes plans are built for. A model that cannot be analysed
+        // without concrete sizes is still fine: its first run checks it.
+        let mut analysed = model.clone();
+        if let Err(error) = analysed.analyse(false) {
+            tracing::debug!(model = %path.display(), "shape analysis incomplete: {error:#}");
+        }
+        let describe = |outlets: &[OutletId], role: &str| -> Result<Vec<TensorInfo>, InferError> {
+            outlets
+                .iter()
+                .map(|&outlet| {
+                    let fact = analysed.outlet_fact(outlet).map_err(load_error)?;
+                    let name = analysed
+                        .outlet_label(outlet)
+                        .unwrap_or(&analysed.node(outlet.node).name)
+                        .to_owned();
+                    if fact
+                        .datum_type
+                        .concretize()
+                        .is_some_and(|datum| datum != f32::datum_type())
+                    {
+                        return Err(InferError::NotYolo {
+                            model: path.display().to_string(),
+                            reason: format!(
+                                "{role} {name:?} is {:?}, expected f32",
+                                fact.datum_type.concretize().unwrap_or(DatumType::F32)
+                            ),
+                        });
+                    }
+                    let shape = (!fact.shape.is_open()).then(|| {
+                        fact.shape
+                            .dims()
+                            .map(|dim| dim.concretize().and_then(|dim| dim.to_usize().ok()))
+                            .collect()
+                    });
+                    Ok(TensorInfo { name, shape })
+                })
+                .collect()
+        };
+        let io = ModelIo {
+            model: path.display().to_string(),
+            inputs: describe(analysed.input_outlets().map_err(load_error)?, "input")?,
+            outputs: describe(analysed.output_outlets().map_err(load_error)?, "output")?,
+        };
+        Ok(TractBackend {
+            path: path.to_owned(),
+            io,
+            model,
+            plan: None,
+            input: None,
+            output: None,
+            executor: Executor::SingleThread,
+        })
+    }
+
+    /// Runs the model's matrix products on `threads` threads (1: on the
+    /// caller's thread only).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.executor = if threads > 1 {
+            Executor::multithread_with_name(threads, "tract-infer")
+        } else {
+            Executor::SingleThread
+        };
+        self
+    }
+
+    fn prepare(&mut self, shape: &[usize]) -> Result<(), InferError> {
+        if self
+            .plan
+            .as_ref()
+            .is_some_and(|(planned, _)| planned == shape)
+        {
+            return Ok(());
+        }
+        let shape_error = |error: TractError| InferError::PrepareShape {
+            shape: shape.to_vec(),
+            reason: format!("{error:#}"),
+        };
+        let state = self
+            .model
+            .clone()
+            .with_input_fact(0, f32::fact(shape).into())
+            .and_then(|model| model.into_optimized())
+            .and_then(|model| model.into_runnable())
+            .and_then(|plan| plan.spawn())
+            .map_err(shape_error)?;
+        tracing::info!(model = %self.path.display(), ?shape, "tract plan ready");
+        self.plan = Some((shape.to_vec(), state));
+        Ok(())
+    }
+}
+
+impl Backend for TractBackend {
+    fn io(&self) -> &ModelIo {
+        &self.io
+    }
+
+    fn input_mut(&mut self, name: &str, shape: &[usize]) -> Result<&mut [f32], InferError> {
+        if name != self.io.inputs[0].name {
+            return Err(InferError::UnknownTensor {
+                name: name.to_owned(),
+            });
+        }
+        self.prepare(shape)?;
+        if self
+            .input
+            .as_ref()
+            .is_none_or(|input| input.shape() != shape)
+        {
+            let tensor = Tensor::zero::<f32>(shape).map_err(|error| InferError::PrepareShape {
+                shape: shape.to_vec(),
+                reason: format!("{error:#}"),
+            })?;
+            self.input = Some(tensor);
+        }
+        let input = self.input.as_mut().expect("input allocated above");
+        input
+            .to_plain_array_view_mut::<f32>()
+            .map_err(|error| InferError::Run {
+                reason: format!("{error:#}"),
+            })?
+            .into_slice()
+            .ok_or_else(|| InferError::Run {
+                reason: "tract allocated a non-contiguous input tensor".into(),
+            })
+    }
+
+    fn run(&mut self) -> Result<(), InferError> {
+        let run_error = |error: TractError| InferError::Run {
+            reason: format!("{error:#}"),
+        };
+        let (Some((_, state)), Some(input)) = (self.plan.as_mut(), self.input.take()) else {
+            return Err(InferError::Run {
+                reason: "no input was written since the last run".into(),
+            });
+        };
+        let mut outputs = multithread_tract_scope(self.executor.clone(), || {
+            state.run(tvec![input.into_tvalue()])
+        })
+        .map_err(run_error)?;
+        if outputs.is_empty() {
+            return Err(InferError::Run {
+                reason: "the model produced no output".into(),
+            });
+        }
+        let output = outputs.remove(0).into_tensor();
+        let shape = output.shape().to_vec();
+        self.output = Some((output, shape));
+        Ok(())
+    }
+
+    fn output(&self, name: &str) -> Result<(&[f32], &[usize]), InferError> {
+        if name != self.io.outputs[0].name {
+            return Err(InferError::UnknownTensor {
+                name: name.to_owned(),
+            });
+        }
+        let (tensor, shape) = self.output.as_ref().ok_or_else(|| InferError::Run {
+            reason: "the model has not run yet".into(),
+        })?;
+        let values = tensor
+            .try_as_plain_ram()
+            .and_then(|view| view.as_slice::<f32>())
+            .map_err(|error| InferError::Run {
+                reason: format!("{error:#}"),
+            })?;
+        Ok((values, shape))
+    }
+}

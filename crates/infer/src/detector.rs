@@ -1,0 +1,241 @@
+use std::time::{Duration, Instant};
+
+use edgesort_types::config::ModelConfig;
+use edgesort_types::{BoundingBox, Detection, Frame};
+
+use crate::{
+    Backend, Candidate, DecodeParams, InferError, InputShape, Letterbox, decode_yolo,
+    non_max_suppression,
+};
+
+/// Detections kept per frame at most; a belt never shows this many parts.
+const MAX_DETECTIONS: usize = 300;
+
+/// YOLOv8 heads sit at these downsampling factors; the anchor count follows.
+const STRIDES: [usize; 3] = [8, 16, 32];
+
+/// Time spent in each step of one [`Detector::detect`] call.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DetectorTimes {
+    /// Letterbox and normalise into the input tensor.
+    pub preprocess: Duration,
+    /// The backend's run.
+    pub inference: Duration,
+    /// Decode and NMS.
+    pub postprocess: Duration,
+}
+
+/// A YOLOv8 detector over any [`Backend`].
+pub struct Detector<B> {
+    backend: B,
+    input_name: String,
+    output_name: String,
+    classes: usize,
+    input_shape: InputShape,
+    params: DecodeParams,
+    letterbox: Option<Letterbox>,
+    candidates: Vec<Candidate>,
+}
+
+impl<B: Backend> Detector<B> {
+    /// Wraps `backend`, checking that its model looks like a YOLOv8 detector
+    /// for `classes` classes. `input_size` is the long side frames are scaled
+    /// to when the model accepts any size.
+    pub fn new(
+        backend: B,
+        classes: usize,
+        input_size: u32,
+        params: DecodeParams,
+    ) -> Result<Self, InferError> {
+        let io = backend.io();
+        let not_yolo = |reason: String| InferError::NotYolo {
+            model: io.model.clone(),
+            reason,
+        };
+        let [input] = io.inputs.as_slice() else {
+            return Err(not_yolo(format!(
+                "it has {} inputs, expected 1 image input",
+                io.inputs.len()
+            )));
+        };
+        let [output] = io.outputs.as_slice() else {
+            return Err(not_yolo(format!(
+                "it has {} outputs, expected 1",
+                io.outputs.len()
+            )));
+        };
+        let input_axes = input.shape.as_deref().unwrap_or(&[None, None, None, None]);
+        if input_axes.len() != 4 || input_axes[1].is_some_and(|channels| channels != 3) {
+            return Err(not_yolo(format!(
+                "input {:?} has shape {}, expected [batch, 3, height, width]",
+                input.name,
+                show_shape(input_axes)
+            )));
+        }
+        // A model that leaves its output rank to shape inference is checked
+        // on its first run instead (see `check_output_shape`).
+        let rows = 4 + classes;
+        if let Some(axes) = &output.shape
+            && (axes.len() != 3 || axes[1].is_some_and(|found| found != rows))
+        {
+            return Err(not_yolo(format!(
+                "output {:?} has shape {}, expected [batch, {rows}, anchors] (4 box rows + {classes} classes)",
+                output.name,
+                show_shape(axes)
+            )));
+        }
+        let input_shape = match (input_axes[2], input_axes[3]) {
+            (Some(height), Some(width)) => InputShape::Fixed {
+                width: width as u32,
+                height: height as u32,
+            },
+            _ => InputShape::Dynamic {
+                stride: STRIDES[2] as u32,
+                max_side: input_size,
+            },
+        };
+        Ok(Detector {
+            input_name: input.name.clone(),
+            output_name: output.name.clone(),
+            backend,
+            classes,
+            input_shape,
+            params,
+            letterbox: None,
+            candidates: Vec::new(),
+        })
+    }
+
+    /// Wraps `backend` with the classes and thresholds of `[model]` in the
+    /// configuration.
+    pub fn for_model(backend: B, model: &ModelConfig) -> Result<Self, InferError> {
+        Detector::new(
+            backend,
+            model.classes.len(),
+            model.input_size,
+            DecodeParams {
+                confidence: model.confidence,
+                iou: model.iou,
+                max_detections: MAX_DETECTIONS,
+            },
+        )
+    }
+
+    /// How frames of this size are placed in the model input.
+    pub fn letterbox(&self, width: u32, height: u32) -> Result<Letterbox, InferError> {
+        Letterbox::plan(width, height, self.input_shape)
+    }
+
+    /// The backend, e.g. to read its raw output after [`Detector::detect`].
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Finds the objects in `frame`, in frame pixels, best first.
+    pub fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
+        let started = Instant::now();
+        let letterbox = match self.letterbox {
+            Some(plan) if (plan.frame_width, plan.frame_height) == (frame.width, frame.height) => {
+                plan
+            }
+            _ => {
+                let plan = self.letterbox(frame.width, frame.height)?;
+                self.letterbox = Some(plan);
+                plan
+            }
+        };
+        let shape = [
+            1,
+            3,
+            letterbox.input_height as usize,
+            letterbox.input_width as usize,
+        ];
+        letterbox.fill(
+            &frame.rgb,
+            self.backend.input_mut(&self.input_name, &shape)?,
+        );
+        let preprocessed = Instant::now();
+
+        self.backend.run()?;
+        let inferred = Instant::now();
+
+        let (output, output_shape) = self.backend.output(&self.output_name)?;
+        let anchors = self.check_output_shape(output_shape, &letterbox)?;
+        self.candidates.clear();
+        decode_yolo(
+            output,
+            self.classes,
+            anchors,
+            self.params.confidence,
+            &mut self.candidates,
+        );
+        let kept = non_max_suppression(
+            &mut self.candidates,
+            self.params.iou,
+            self.params.max_detections,
+        );
+        let detections = kept
+            .iter()
+            .map(|candidate| to_frame(candidate, &letterbox))
+            .collect();
+        let finished = Instant::now();
+
+        Ok((
+            detections,
+            DetectorTimes {
+                preprocess: preprocessed - started,
+                inference: inferred - preprocessed,
+                postprocess: finished - inferred,
+            },
+        ))
+    }
+
+    fn check_output_shape(
+        &self,
+        shape: &[usize],
+        letterbox: &Letterbox,
+    ) -> Result<usize, InferError> {
+        let expected_anchors: usize = STRIDES
+            .iter()
+            .map(|stride| {
+                (letterbox.input_width as usize / stride)
+                    * (letterbox.input_height as usize / stride)
+            })
+            .sum();
+        if shape != [1, 4 + self.classes, expected_anchors] {
+            return Err(InferError::NotYolo {
+                model: self.backend.io().model.clone(),
+                reason: format!(
+                    "for a {}x{} input it produced {shape:?}, expected [1, {}, {expected_anchors}]",
+                    letterbox.input_width,
+                    letterbox.input_height,
+                    4 + self.classes
+                ),
+            });
+        }
+        Ok(expected_anchors)
+    }
+}
+
+fn to_frame(candidate: &Candidate, letterbox: &Letterbox) -> Detection {
+    let (width, height) = (letterbox.frame_width as f32, letterbox.frame_height as f32);
+    let bbox = &candidate.bbox;
+    Detection {
+        bbox: BoundingBox {
+            x1: letterbox.to_frame_x(bbox.x1).clamp(0.0, width),
+            y1: letterbox.to_frame_y(bbox.y1).clamp(0.0, height),
+            x2: letterbox.to_frame_x(bbox.x2).clamp(0.0, width),
+            y2: letterbox.to_frame_y(bbox.y2).clamp(0.0, height),
+        },
+        class: candidate.class,
+        confidence: candidate.score,
+    }
+}
+
+fn show_shape(shape: &[Option<usize>]) -> String {
+    let axes: Vec<String> = shape
+        .iter()
+        .map(|axis| axis.map_or_else(|| "?".to_string(), |size| size.to_string()))
+        .collect();
+    format!("[{}]", axes.join(", "))
+}

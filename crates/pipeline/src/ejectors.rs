@@ -1,0 +1,87 @@
+use edgesort_actuate::{ActuateError, EjectorBank, PulseReport, PulseRequest, RealtimeEjectors};
+use edgesort_types::{Clock, ManualClock, Timestamp};
+use embedded_hal::digital::{InputPin, OutputPin};
+
+/// The ejector bank, driven the way the pacing needs.
+pub(crate) enum Ejectors<P, E> {
+    /// Serviced by the pipeline at each frame's timestamp, on a manual clock:
+    /// edges land exactly at their planned times, whatever the machine's speed.
+    Replay {
+        bank: EjectorBank<P, E>,
+        clock: ManualClock,
+        reports: Vec<PulseReport>,
+    },
+    /// Serviced by a thread of its own on the monotonic clock.
+    Realtime(RealtimeEjectors<P, E>),
+}
+
+impl<P, E> Ejectors<P, E>
+where
+    P: OutputPin + Send + 'static,
+    E: InputPin + Send + 'static,
+{
+    /// Fires everything due up to `time` (replay only; a live bank keeps its own time).
+    pub fn advance_to(&mut self, time: Timestamp) -> Result<(), ActuateError> {
+        if let Ejectors::Replay {
+            bank,
+            clock,
+            reports,
+        } = self
+        {
+            while let Some(deadline) = bank.next_deadline().filter(|deadline| *deadline <= time) {
+                clock.advance_to(deadline);
+                reports.extend(bank.service(deadline)?);
+            }
+            clock.advance_to(time);
+            reports.extend(bank.service(time)?);
+        }
+        Ok(())
+    }
+
+    pub fn heartbeat(&mut self, now: Timestamp) {
+        match self {
+            Ejectors::Replay { bank, .. } => bank.heartbeat(now),
+            Ejectors::Realtime(ejectors) => ejectors.heartbeat(),
+        }
+    }
+
+    pub fn schedule(&mut self, request: PulseRequest) -> Result<(), ActuateError> {
+        match self {
+            Ejectors::Replay {
+                bank,
+                clock,
+                reports,
+            } => {
+                reports.extend(bank.schedule(request, clock.now())?);
+                Ok(())
+            }
+            Ejectors::Realtime(ejectors) => ejectors.schedule(request),
+        }
+    }
+
+    pub fn take_reports(&mut self) -> Vec<PulseReport> {
+        match self {
+            Ejectors::Replay { reports, .. } => std::mem::take(reports),
+            Ejectors::Realtime(ejectors) => ejectors.take_reports(),
+        }
+    }
+
+    /// Fires every pending pulse and returns the remaining reports.
+    pub fn finish(self) -> Result<Vec<PulseReport>, ActuateError> {
+        match self {
+            Ejectors::Replay {
+                mut bank,
+                clock,
+                mut reports,
+            } => {
+                bank.end_input();
+                while let Some(deadline) = bank.next_deadline() {
+                    clock.advance_to(deadline);
+                    reports.extend(bank.service(deadline)?);
+                }
+                Ok(reports)
+            }
+            Ejectors::Realtime(ejectors) => ejectors.finish(),
+        }
+    }
+}

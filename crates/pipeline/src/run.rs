@@ -1,0 +1,488 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use edgesort_actuate::{EjectorBank, Outcome, PulseReport, PulseRequest, RealtimeEjectors};
+use edgesort_capture::ReplaySource;
+use edgesort_decide::{Decider, Decision};
+use edgesort_infer::{Backend, Detector};
+use edgesort_store::{FireUpdate, PartRecord, StageLatencies, Store, StoreError, StoreWrite};
+use edgesort_track::{ClosedTrack, Tracker, TrackerParams};
+use edgesort_types::config::{Config, EjectorConfig};
+use edgesort_types::{Clock, Frame, ManualClock, MonotonicClock, Timestamp};
+use embedded_hal::digital::{InputPin, OutputPin};
+
+use crate::ejectors::Ejectors;
+use crate::handoff::{CapturedFrame, FrameReceiver, latest_frame, lossless};
+use crate::stats::StageHistogram;
+use crate::{DecisionRecord, PipelineError, RunReport};
+
+/// How the clip is played.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pacing {
+    /// At the camera's frame rate, on the monotonic clock, dropping frames
+    /// the pipeline is too slow for.
+    RealTime,
+    /// Every frame, as fast as the machine goes, on a clock that follows the
+    /// frame timestamps.
+    AsFastAsPossible,
+}
+
+/// The first frame of a real-time replay is stamped this far in the future,
+/// so the camera thread's first sleep is never negative.
+const REALTIME_LEAD: Duration = Duration::from_millis(50);
+
+/// Store rows queued at most; a full queue makes the detector wait rather
+/// than lose a row.
+const STORE_QUEUE: usize = 1024;
+
+/// Rows per SQLite transaction at most.
+const STORE_BATCH: usize = 256;
+
+/// Plays `config.camera.replay` through `detector`, the tracker, the rules
+/// and the ejectors, recording every part in the store. Pins come from
+/// `make_pin`, which is handed the clock their edges must be stamped with.
+pub fn run_replay<B, P, E>(
+    config: &Config,
+    detector: &mut Detector<B>,
+    mut make_pin: impl FnMut(&EjectorConfig, Arc<dyn Clock>) -> P,
+    estop: Option<E>,
+    pacing: Pacing,
+) -> Result<RunReport, PipelineError>
+where
+    B: Backend,
+    P: OutputPin + Send + 'static,
+    E: InputPin + Send + 'static,
+{
+    let started = Instant::now();
+    let camera = &config.camera;
+
+    // Build the inference plan before the camera starts, so the first real
+    // frame is not late and a model that is not YOLO-shaped fails up front.
+    detector.detect(&grey_frame(camera.width, camera.height))?;
+
+    let manual_clock = ManualClock::new();
+    let clock: Arc<dyn Clock> = match pacing {
+        Pacing::RealTime => Arc::new(MonotonicClock),
+        Pacing::AsFastAsPossible => Arc::new(manual_clock.clone()),
+    };
+    let origin = match pacing {
+        Pacing::RealTime => clock.now().saturating_add(REALTIME_LEAD),
+        Pacing::AsFastAsPossible => Timestamp::ZERO,
+    };
+    let source = ReplaySource::open(
+        &camera.replay,
+        camera.fps,
+        camera.width,
+        camera.height,
+        origin,
+    )?;
+    let frames_in_clip = source.len() as u64;
+
+    let mut store = Store::open(&config.store.path)?;
+    store.begin_run()?;
+    let (store_queue, store_thread) = spawn_store(store);
+
+    let pins = config
+        .ejectors
+        .iter()
+        .map(|ejector| {
+            (
+                ejector.lane.clone(),
+                ejector.pin,
+                make_pin(ejector, clock.clone()),
+            )
+        })
+        .collect();
+    let bank = EjectorBank::new(
+        pins,
+        estop,
+        Duration::from_millis(config.safety.max_pulse_ms.into()),
+        config.stall_timeout(),
+    )?;
+    let mut ejectors = match pacing {
+        Pacing::RealTime => Ejectors::Realtime(RealtimeEjectors::spawn(bank, clock.clone())),
+        Pacing::AsFastAsPossible => Ejectors::Replay {
+            bank,
+            clock: manual_clock,
+            reports: Vec::new(),
+        },
+    };
+
+    let (sender, receiver) = match pacing {
+        Pacing::RealTime => latest_frame(),
+        Pacing::AsFastAsPossible => lossless(),
+    };
+    let camera_clock = clock.clone();
+    let camera_thread = std::thread::Builder::new()
+        .name("camera".into())
+        .spawn(move || {
+            let mut source = source;
+            let mut corrupt = 0u64;
+            loop {
+                let decode_started = Instant::now();
+                let Some(next) = source.next_frame() else {
+                    break;
+                };
+                let decode = decode_started.elapsed();
+                match next {
+                    Ok(frame) => {
+                        if pacing == Pacing::RealTime {
+                            std::thread::sleep(
+                                frame.captured_at.saturating_since(camera_clock.now()),
+                            );
+                        }
+                        if !sender.send(CapturedFrame { frame, decode }) {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        corrupt += 1;
+                        tracing::warn!(%error, "skipping frame");
+                    }
+                }
+            }
+            corrupt
+        })
+        .expect("spawning the camera thread");
+
+    let mut line = Line {
+        config,
+        clock,
+        origin,
+        tracker: Tracker::new(tracker_params(config)),
+        decider: Decider::new(config),
+        store_queue,
+        store_failed: false,
+        decisions: Vec::new(),
+        decision_index: HashMap::new(),
+        ejections_per_lane: BTreeMap::new(),
+        pulses_not_fired: BTreeMap::new(),
+        stages: Stages::new(pacing),
+        frames_processed: 0,
+    };
+    let outcome = line.process(detector, &receiver, &mut ejectors);
+    let frames_dropped = receiver.dropped();
+    drop(receiver);
+    let frames_corrupt = camera_thread
+        .join()
+        .map_err(|_| PipelineError::ThreadPanicked { thread: "camera" })?;
+    let finished = outcome.and_then(|last_frame| line.finish(last_frame, ejectors));
+
+    let Line {
+        store_queue,
+        decisions,
+        ejections_per_lane,
+        pulses_not_fired,
+        stages,
+        frames_processed,
+        ..
+    } = line;
+    drop(store_queue);
+    let stored = store_thread
+        .join()
+        .map_err(|_| PipelineError::ThreadPanicked { thread: "store" })?;
+    finished?;
+    stored?;
+
+    let mut parts_per_class = BTreeMap::new();
+    for decision in &decisions {
+        *parts_per_class.entry(decision.class.clone()).or_insert(0) += 1;
+    }
+    Ok(RunReport {
+        frames_in_clip,
+        frames_processed,
+        frames_dropped,
+        frames_corrupt,
+        decisions,
+        parts_per_class,
+        ejections_per_lane,
+        pulses_not_fired,
+        latency: stages.summaries(),
+        wall_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn grey_frame(width: u32, height: u32) -> Frame {
+    Frame {
+        sequence: 0,
+        captured_at: Timestamp::ZERO,
+        width,
+        height,
+        rgb: vec![114; 3 * width as usize * height as usize],
+    }
+}
+
+fn tracker_params(config: &Config) -> TrackerParams {
+    TrackerParams {
+        velocity_px_s: config.belt_velocity_px_s(),
+        frame_width: config.camera.width.into(),
+        frame_height: config.camera.height.into(),
+        gate_px: config.tracking.gate_px,
+        max_unseen: Duration::from_secs_f64(config.tracking.max_unseen_ms / 1e3),
+        min_hits: config.tracking.min_hits,
+        classes: config.model.classes.len(),
+    }
+}
+
+fn spawn_store(mut store: Store) -> (Sender<StoreWrite>, JoinHandle<Result<(), StoreError>>) {
+    let (queue, incoming) = crossbeam_channel::bounded::<StoreWrite>(STORE_QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("store".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(STORE_BATCH);
+            while let Ok(first) = incoming.recv() {
+                batch.push(first);
+                batch.extend(incoming.try_iter().take(STORE_BATCH - 1));
+                store.write_batch(&batch)?;
+                batch.clear();
+            }
+            Ok(())
+        })
+        .expect("spawning the store thread");
+    (queue, thread)
+}
+
+/// Per-stage latency histograms.
+struct Stages {
+    decode: StageHistogram,
+    preprocess: StageHistogram,
+    inference: StageHistogram,
+    postprocess: StageHistogram,
+    track_decide: StageHistogram,
+    /// Capture to decision, only meaningful on a live clock.
+    frame_age: Option<StageHistogram>,
+}
+
+impl Stages {
+    fn new(pacing: Pacing) -> Self {
+        Stages {
+            decode: StageHistogram::new("decode"),
+            preprocess: StageHistogram::new("preprocess"),
+            inference: StageHistogram::new("inference"),
+            postprocess: StageHistogram::new("postprocess"),
+            track_decide: StageHistogram::new("track+decide"),
+            frame_age: (pacing == Pacing::RealTime)
+                .then(|| StageHistogram::new("capture-to-decision")),
+        }
+    }
+
+    fn summaries(&self) -> Vec<crate::StageSummary> {
+        [
+            Some(&self.decode),
+            Some(&self.preprocess),
+            Some(&self.inference),
+            Some(&self.postprocess),
+            Some(&self.track_decide),
+            self.frame_age.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(StageHistogram::summary)
+        .collect()
+    }
+}
+
+/// The detection thread's state: everything after the frame handoff.
+struct Line<'a> {
+    config: &'a Config,
+    clock: Arc<dyn Clock>,
+    origin: Timestamp,
+    tracker: Tracker,
+    decider: Decider,
+    store_queue: Sender<StoreWrite>,
+    store_failed: bool,
+    decisions: Vec<DecisionRecord>,
+    decision_index: HashMap<u64, usize>,
+    ejections_per_lane: BTreeMap<String, u64>,
+    pulses_not_fired: BTreeMap<String, u64>,
+    stages: Stages,
+    frames_processed: u64,
+}
+
+impl Line<'_> {
+    /// Runs until the camera stops; returns the last frame's timestamp.
+    fn process<B, P, E>(
+        &mut self,
+        detector: &mut Detector<B>,
+        frames: &FrameReceiver,
+        ejectors: &mut Ejectors<P, E>,
+    ) -> Result<Timestamp, PipelineError>
+    where
+        B: Backend,
+        P: OutputPin + Send + 'static,
+        E: InputPin + Send + 'static,
+    {
+        let mut last_frame = self.origin;
+        while let Some(CapturedFrame { frame, decode }) = frames.recv() {
+            last_frame = frame.captured_at;
+            ejectors.advance_to(frame.captured_at)?;
+            let (detections, times) = detector.detect(&frame)?;
+            let track_started = Instant::now();
+            let closed = self.tracker.update(frame.captured_at, &detections);
+            let decisions: Vec<_> = closed
+                .iter()
+                .map(|track| self.decider.decide(track))
+                .collect();
+            let track_decide = track_started.elapsed();
+
+            let latencies = StageLatencies {
+                decode_us: decode.as_micros() as u64,
+                preprocess_us: times.preprocess.as_micros() as u64,
+                inference_us: times.inference.as_micros() as u64,
+                postprocess_us: times.postprocess.as_micros() as u64,
+                track_decide_us: track_decide.as_micros() as u64,
+            };
+            let now = self.clock.now();
+            for (track, decision) in closed.iter().zip(&decisions) {
+                self.act(track, decision, now, latencies, ejectors)?;
+            }
+            ejectors.heartbeat(now);
+            self.record_reports(ejectors.take_reports());
+
+            self.frames_processed += 1;
+            self.stages.decode.record(decode);
+            self.stages.preprocess.record(times.preprocess);
+            self.stages.inference.record(times.inference);
+            self.stages.postprocess.record(times.postprocess);
+            self.stages.track_decide.record(track_decide);
+            if let Some(age) = self.stages.frame_age.as_mut() {
+                age.record(self.clock.now().saturating_since(frame.captured_at));
+            }
+        }
+        Ok(last_frame)
+    }
+
+    /// Decides the parts still in view when the stream ended, fires every
+    /// pending pulse and records the outcomes.
+    fn finish<P, E>(
+        &mut self,
+        last_frame: Timestamp,
+        mut ejectors: Ejectors<P, E>,
+    ) -> Result<(), PipelineError>
+    where
+        P: OutputPin + Send + 'static,
+        E: InputPin + Send + 'static,
+    {
+        let now = self.clock.now().max(last_frame);
+        for track in self.tracker.finish() {
+            let decision = self.decider.decide(&track);
+            self.act(
+                &track,
+                &decision,
+                now,
+                StageLatencies::default(),
+                &mut ejectors,
+            )?;
+        }
+        let reports = ejectors.finish()?;
+        self.record_reports(reports);
+        Ok(())
+    }
+
+    fn act<P, E>(
+        &mut self,
+        track: &ClosedTrack,
+        decision: &Decision,
+        now: Timestamp,
+        latencies: StageLatencies,
+        ejectors: &mut Ejectors<P, E>,
+    ) -> Result<(), PipelineError>
+    where
+        P: OutputPin + Send + 'static,
+        E: InputPin + Send + 'static,
+    {
+        let relative =
+            |time: Timestamp| (time.as_nanos() as f64 - self.origin.as_nanos() as f64) * 1e-9;
+        let class = self.config.model.classes[decision.class.0 as usize].clone();
+        let lane = self.decider.lanes()[decision.lane].clone();
+        let ejector_x_px = decision.fire.map(|plan| {
+            let ejector = &self.config.ejectors[plan.ejector];
+            self.config.reference_line_px()
+                + self.config.belt.direction.sign() * ejector.distance_mm
+                    / self.config.belt.mm_per_px
+        });
+        tracing::debug!(part = decision.part_id, %class, %lane, confidence = decision.confidence, "decided");
+        self.decision_index
+            .insert(decision.part_id, self.decisions.len());
+        self.decisions.push(DecisionRecord {
+            part_id: decision.part_id,
+            class: class.clone(),
+            confidence: decision.confidence,
+            lane: lane.clone(),
+            reason: decision.reason.as_str().to_string(),
+            decided_s: relative(now),
+            planned_fire_s: decision.fire.map(|plan| relative(plan.fire_at)),
+            ejector_x_px,
+            reference_crossing_s: track
+                .time_at_x(self.config.reference_line_px())
+                .map(relative),
+            center_y: track.center_y,
+            hits: track.hits,
+            fire_outcome: None,
+            actual_fire_s: None,
+        });
+        self.store(StoreWrite::Part(PartRecord {
+            part_id: decision.part_id,
+            class,
+            confidence: decision.confidence,
+            lane,
+            reason: decision.reason.as_str().to_string(),
+            decided_at_ns: now.as_nanos(),
+            planned_fire_ns: decision.fire.map(|plan| plan.fire_at.as_nanos()),
+            latencies,
+        }));
+        if let Some(plan) = decision.fire {
+            ejectors.schedule(PulseRequest {
+                part_id: decision.part_id,
+                ejector: plan.ejector,
+                fire_at: plan.fire_at,
+                duration: plan.pulse,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn record_reports(&mut self, reports: Vec<PulseReport>) {
+        for report in reports {
+            let request = report.request;
+            let actual = match report.outcome {
+                Outcome::Fired { actual } => Some(actual),
+                _ => None,
+            };
+            let lane = self.config.ejectors[request.ejector].lane.clone();
+            match actual {
+                Some(_) => *self.ejections_per_lane.entry(lane).or_insert(0) += 1,
+                None => {
+                    tracing::warn!(part = request.part_id, %lane, outcome = report.outcome.as_str(), "pulse not fired");
+                    *self
+                        .pulses_not_fired
+                        .entry(report.outcome.as_str().to_string())
+                        .or_insert(0) += 1;
+                }
+            }
+            if let Some(&index) = self.decision_index.get(&request.part_id) {
+                let record = &mut self.decisions[index];
+                record.fire_outcome = Some(report.outcome.as_str().to_string());
+                record.actual_fire_s = actual
+                    .map(|time| (time.as_nanos() as f64 - self.origin.as_nanos() as f64) * 1e-9);
+            }
+            self.store(StoreWrite::Fire(FireUpdate {
+                part_id: request.part_id,
+                outcome: report.outcome.as_str().to_string(),
+                actual_fire_ns: actual.map(Timestamp::as_nanos),
+            }));
+        }
+    }
+
+    /// Queues a row; if the store thread has died the line keeps sorting and
+    /// the store's error is returned when the run ends.
+    fn store(&mut self, write: StoreWrite) {
+        if self.store_queue.send(write).is_err() && !self.store_failed {
+            self.store_failed = true;
+            tracing::error!("event store stopped; sorting continues without recording");
+        }
+    }
+}

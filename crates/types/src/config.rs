@@ -1,0 +1,593 @@
+//! The edgesort configuration file.
+//!
+//! One TOML file describes the camera, the model, the belt, the ejectors and the
+//! sorting rules. [`Config::load`] parses it, resolves relative paths against the
+//! file's own folder and validates it; every error names the field it concerns,
+//! e.g. `ejectors[1].pulse_ms: 400 ms is longer than safety.max_pulse_ms (100 ms)`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// No ejector valve needs a pulse this long; a longer one means a typo that
+/// would hold an air jet open.
+pub const HARD_MAX_PULSE_MS: u32 = 1000;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has a field of the wrong type or an unknown field.
+    #[error("cannot parse config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the field and line.
+        source: Box<toml::de::Error>,
+    },
+    /// A field holds a value that cannot work.
+    #[error("invalid config: {field}: {reason}")]
+    Invalid {
+        /// Path of the field, e.g. `ejectors[1].pulse_ms`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where frames come from.
+    pub camera: CameraConfig,
+    /// The detector.
+    pub model: ModelConfig,
+    /// Belt speed and geometry.
+    pub belt: BeltConfig,
+    /// How detections become tracks.
+    #[serde(default)]
+    pub tracking: TrackingConfig,
+    /// One entry per ejector.
+    pub ejectors: Vec<EjectorConfig>,
+    /// Which class goes to which lane.
+    pub rules: RulesConfig,
+    /// Event database.
+    pub store: StoreConfig,
+    /// Limits that protect the machine.
+    #[serde(default)]
+    pub safety: SafetyConfig,
+}
+
+/// The camera, or a recorded clip standing in for it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// A folder with `frames/*.jpg` replayed as a camera.
+    pub replay: PathBuf,
+    /// Frames per second.
+    pub fps: f64,
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+}
+
+/// The detector model.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// ONNX file.
+    pub path: PathBuf,
+    /// Class names in the model's output order.
+    pub classes: Vec<String>,
+    /// Detections scoring below this are dropped before tracking.
+    #[serde(default = "default_confidence")]
+    pub confidence: f32,
+    /// Non-maximum suppression IoU threshold.
+    #[serde(default = "default_iou")]
+    pub iou: f32,
+    /// The model's input size along the frame's long side, a multiple of 32.
+    #[serde(default = "default_input_size")]
+    pub input_size: u32,
+}
+
+/// Which way parts travel across the image.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BeltDirection {
+    /// Parts enter at x = 0 and leave at x = width.
+    LeftToRight,
+    /// Parts enter at x = width and leave at x = 0.
+    RightToLeft,
+}
+
+impl BeltDirection {
+    /// +1 when x grows downstream, -1 otherwise.
+    pub fn sign(self) -> f64 {
+        match self {
+            BeltDirection::LeftToRight => 1.0,
+            BeltDirection::RightToLeft => -1.0,
+        }
+    }
+}
+
+/// The belt's speed and how the camera sees it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BeltConfig {
+    /// Belt speed.
+    pub speed_mm_s: f64,
+    /// Millimetres of belt per image pixel at the belt surface.
+    pub mm_per_px: f64,
+    /// Direction of travel in the image.
+    pub direction: BeltDirection,
+    /// Image column of the camera reference line from which ejector distances
+    /// are measured; the image centre when absent.
+    #[serde(default)]
+    pub reference_line_px: Option<f64>,
+}
+
+/// Tracking parameters; the defaults suit belts moving up to ~40 px per frame.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingConfig {
+    /// How far (px) a detection may sit from where the belt motion predicts
+    /// a track to be and still belong to it.
+    pub gate_px: f64,
+    /// A track not seen for this long inside the field of view is closed.
+    pub max_unseen_ms: f64,
+    /// Tracks seen in fewer frames are discarded as noise.
+    pub min_hits: u32,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        TrackingConfig {
+            gate_px: 24.0,
+            max_unseen_ms: 200.0,
+            min_hits: 3,
+        }
+    }
+}
+
+/// One ejector (air nozzle or flap) downstream of the camera.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EjectorConfig {
+    /// The lane this ejector sends parts to.
+    pub lane: String,
+    /// GPIO line offset that drives it.
+    pub pin: u32,
+    /// Distance downstream of the camera reference line, in mm.
+    pub distance_mm: f64,
+    /// Pulse length.
+    pub pulse_ms: u32,
+}
+
+/// Sorting rules.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Lane for parts no rule ejects: low confidence, disabled or unlisted
+    /// classes. It may have no ejector (the end of the belt).
+    pub default_lane: String,
+    /// Parts whose class confidence is below this go to the default lane.
+    pub confidence_floor: f32,
+    /// One rule per class.
+    #[serde(rename = "class")]
+    pub classes: Vec<ClassRule>,
+}
+
+/// Where one class goes.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClassRule {
+    /// Class name, one of `model.classes`.
+    pub class: String,
+    /// Lane for this class.
+    pub lane: String,
+    /// When false the class goes to the default lane.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// The event database.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite file.
+    pub path: PathBuf,
+}
+
+/// Limits that keep the ejectors safe.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SafetyConfig {
+    /// No pulse may be longer than this.
+    pub max_pulse_ms: u32,
+    /// When no frame has been processed for this long, outputs go low and
+    /// pending pulses are dropped.
+    pub stall_timeout_ms: u32,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        SafetyConfig {
+            max_pulse_ms: 100,
+            stall_timeout_ms: 500,
+        }
+    }
+}
+
+fn default_confidence() -> f32 {
+    0.25
+}
+fn default_iou() -> f32 {
+    0.45
+}
+fn default_input_size() -> u32 {
+    640
+}
+fn default_true() -> bool {
+    true
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn require_positive(field: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("must be a positive number, got {value}"),
+        ))
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates `path`; relative paths inside it are
+    /// resolved against the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|source| match source {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text; paths stay as written.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for path in [
+            &mut self.camera.replay,
+            &mut self.model.path,
+            &mut self.store.path,
+        ] {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+
+    /// Checks every field; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let camera = &self.camera;
+        require_positive("camera.fps", camera.fps)?;
+        if camera.width == 0 || camera.height == 0 {
+            return Err(invalid(
+                "camera.width",
+                format!("frame size {}x{} is empty", camera.width, camera.height),
+            ));
+        }
+
+        let model = &self.model;
+        if model.classes.is_empty() {
+            return Err(invalid("model.classes", "lists no class"));
+        }
+        if !(model.confidence > 0.0 && model.confidence <= 1.0) {
+            return Err(invalid("model.confidence", "must lie in (0, 1]"));
+        }
+        if !(model.iou > 0.0 && model.iou <= 1.0) {
+            return Err(invalid("model.iou", "must lie in (0, 1]"));
+        }
+        if model.input_size == 0 || !model.input_size.is_multiple_of(32) {
+            return Err(invalid(
+                "model.input_size",
+                format!("{} is not a positive multiple of 32", model.input_size),
+            ));
+        }
+
+        let belt = &self.belt;
+        require_positive("belt.speed_mm_s", belt.speed_mm_s)?;
+        require_positive("belt.mm_per_px", belt.mm_per_px)?;
+        if let Some(line) = belt.reference_line_px
+            && !(line.is_finite() && (0.0..=camera.width as f64).contains(&line))
+        {
+            return Err(invalid(
+                "belt.reference_line_px",
+                format!("{line} lies outside the image (0..{})", camera.width),
+            ));
+        }
+
+        let tracking = &self.tracking;
+        require_positive("tracking.gate_px", tracking.gate_px)?;
+        require_positive("tracking.max_unseen_ms", tracking.max_unseen_ms)?;
+        if tracking.min_hits == 0 {
+            return Err(invalid("tracking.min_hits", "must be at least 1"));
+        }
+
+        let safety = &self.safety;
+        if safety.max_pulse_ms == 0 || safety.max_pulse_ms > HARD_MAX_PULSE_MS {
+            return Err(invalid(
+                "safety.max_pulse_ms",
+                format!("must lie in 1..={HARD_MAX_PULSE_MS} ms"),
+            ));
+        }
+        if safety.stall_timeout_ms == 0 {
+            return Err(invalid("safety.stall_timeout_ms", "must be at least 1 ms"));
+        }
+
+        self.validate_ejectors()?;
+        self.validate_rules()
+    }
+
+    fn validate_ejectors(&self) -> Result<(), ConfigError> {
+        if self.ejectors.is_empty() {
+            return Err(invalid("ejectors", "lists no ejector"));
+        }
+        let field_of_view_exit_mm = self.field_of_view_exit_px() * self.belt.mm_per_px;
+        let mut lanes = HashSet::new();
+        let mut pins = HashSet::new();
+        for (index, ejector) in self.ejectors.iter().enumerate() {
+            let field = |name: &str| format!("ejectors[{index}].{name}");
+            if ejector.lane.is_empty() {
+                return Err(invalid(field("lane"), "is empty"));
+            }
+            if !lanes.insert(ejector.lane.as_str()) {
+                return Err(invalid(
+                    field("lane"),
+                    format!("lane {:?} has two ejectors", ejector.lane),
+                ));
+            }
+            if !pins.insert(ejector.pin) {
+                return Err(invalid(
+                    field("pin"),
+                    format!("pin {} drives two ejectors", ejector.pin),
+                ));
+            }
+            require_positive(&field("distance_mm"), ejector.distance_mm)?;
+            if ejector.distance_mm <= field_of_view_exit_mm {
+                return Err(invalid(
+                    field("distance_mm"),
+                    format!(
+                        "{} mm is inside the camera's field of view, which ends {:.1} mm \
+                         downstream of the reference line; a part is decided only once it has left it",
+                        ejector.distance_mm, field_of_view_exit_mm
+                    ),
+                ));
+            }
+            if ejector.pulse_ms == 0 || ejector.pulse_ms > self.safety.max_pulse_ms {
+                return Err(invalid(
+                    field("pulse_ms"),
+                    format!(
+                        "{} ms is outside 1..={} ms (safety.max_pulse_ms)",
+                        ejector.pulse_ms, self.safety.max_pulse_ms
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_rules(&self) -> Result<(), ConfigError> {
+        let rules = &self.rules;
+        if rules.default_lane.is_empty() {
+            return Err(invalid("rules.default_lane", "is empty"));
+        }
+        if !(0.0..=1.0).contains(&rules.confidence_floor) {
+            return Err(invalid("rules.confidence_floor", "must lie in [0, 1]"));
+        }
+        let mut seen = HashSet::new();
+        for (index, rule) in rules.classes.iter().enumerate() {
+            let field = |name: &str| format!("rules.class[{index}].{name}");
+            if !self.model.classes.contains(&rule.class) {
+                return Err(invalid(
+                    field("class"),
+                    format!(
+                        "{:?} is not a model class (model.classes = {:?})",
+                        rule.class, self.model.classes
+                    ),
+                ));
+            }
+            if !seen.insert(rule.class.as_str()) {
+                return Err(invalid(
+                    field("class"),
+                    format!("{:?} has two rules", rule.class),
+                ));
+            }
+            if rule.lane != rules.default_lane && self.ejector(&rule.lane).is_none() {
+                return Err(invalid(
+                    field("lane"),
+                    format!(
+                        "lane {:?} has no ejector and is not the default lane",
+                        rule.lane
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The ejector for `lane`, if the lane has one.
+    pub fn ejector(&self, lane: &str) -> Option<&EjectorConfig> {
+        self.ejectors.iter().find(|ejector| ejector.lane == lane)
+    }
+
+    /// Image column of the reference line.
+    pub fn reference_line_px(&self) -> f64 {
+        self.belt
+            .reference_line_px
+            .unwrap_or(self.camera.width as f64 / 2.0)
+    }
+
+    /// Distance in pixels from the reference line to the downstream image edge.
+    pub fn field_of_view_exit_px(&self) -> f64 {
+        match self.belt.direction {
+            BeltDirection::LeftToRight => self.camera.width as f64 - self.reference_line_px(),
+            BeltDirection::RightToLeft => self.reference_line_px(),
+        }
+    }
+
+    /// Belt speed in image pixels per second, signed by direction.
+    pub fn belt_velocity_px_s(&self) -> f64 {
+        self.belt.direction.sign() * self.belt.speed_mm_s / self.belt.mm_per_px
+    }
+
+    /// The stall timeout as a duration.
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.safety.stall_timeout_ms.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = r#"
+        [camera]
+        replay = "clip"
+        fps = 60.0
+        width = 640
+        height = 360
+
+        [model]
+        path = "model.onnx"
+        classes = ["bolt", "nut"]
+
+        [belt]
+        speed_mm_s = 210.0
+        mm_per_px = 0.5
+        direction = "left_to_right"
+
+        [[ejectors]]
+        lane = "bolts"
+        pin = 1
+        distance_mm = 250.0
+        pulse_ms = 20
+
+        [rules]
+        default_lane = "recirculate"
+        confidence_floor = 0.5
+        [[rules.class]]
+        class = "bolt"
+        lane = "bolts"
+        [[rules.class]]
+        class = "nut"
+        lane = "recirculate"
+
+        [store]
+        path = "events.sqlite"
+    "#;
+
+    fn error_for(edit: impl Fn(&mut Config)) -> String {
+        let mut config = Config::parse(EXAMPLE).expect("example parses");
+        edit(&mut config);
+        config
+            .validate()
+            .expect_err("edit must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn example_parses_with_defaults() {
+        let config = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(config.tracking, TrackingConfig::default());
+        assert_eq!(config.reference_line_px(), 320.0);
+        assert_eq!(config.belt_velocity_px_s(), 420.0);
+        assert!(config.rules.classes.iter().all(|rule| rule.enabled));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(error_for(|c| c.ejectors[0].pulse_ms = 400).contains("ejectors[0].pulse_ms"));
+        assert!(
+            error_for(|c| c.ejectors[0].distance_mm = 100.0).contains("ejectors[0].distance_mm")
+        );
+        assert!(error_for(|c| c.belt.speed_mm_s = -1.0).contains("belt.speed_mm_s"));
+        assert!(error_for(|c| c.camera.fps = f64::NAN).contains("camera.fps"));
+        assert!(
+            error_for(|c| c.rules.classes[0].class = "gear".into())
+                .contains("rules.class[0].class")
+        );
+        assert!(
+            error_for(|c| c.rules.classes[0].lane = "nowhere".into())
+                .contains("rules.class[0].lane")
+        );
+        assert!(error_for(|c| c.model.input_size = 600).contains("model.input_size"));
+        assert!(error_for(|c| c.safety.max_pulse_ms = 5000).contains("safety.max_pulse_ms"));
+        assert!(
+            error_for(|c| {
+                let mut second = c.ejectors[0].clone();
+                second.lane = "nuts".into();
+                c.ejectors.push(second);
+            })
+            .contains("ejectors[1].pin")
+        );
+    }
+
+    #[test]
+    fn parse_errors_name_the_key() {
+        let unknown = Config::parse(&EXAMPLE.replace("pulse_ms = 20", "pulse_ms = 20\npulse = 3"))
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("pulse"), "{unknown}");
+        let wrong_type = Config::parse(&EXAMPLE.replace("fps = 60.0", "fps = \"fast\""))
+            .unwrap_err()
+            .to_string();
+        assert!(wrong_type.contains("fps"), "{wrong_type}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let dir = std::env::temp_dir().join(format!("edgesort-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("edgesort.toml");
+        std::fs::write(&path, EXAMPLE).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.model.path, dir.join("model.onnx"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

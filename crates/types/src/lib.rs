@@ -1,0 +1,17 @@
+//! The vocabulary every edgesort stage speaks.
+//!
+//! Frames come out of `capture` stamped with a [`Timestamp`] and a sequence
+//! number; `infer` turns them into [`Detection`]s; `track` and `decide` turn
+//! those into sorting decisions that `actuate` fires at a [`Timestamp`] on the
+//! same clock. The [`config`] module holds the one TOML file that configures all
+//! of it, with validation that names the offending field.
+#![deny(missing_docs)]
+
+pub mod config;
+mod detection;
+mod frame;
+mod time;
+
+pub use detection::{BoundingBox, ClassId, Detection};
+pub use frame::Frame;
+pub use time::{Clock, ManualClock, MonotonicClock, Timestamp};

@@ -1,0 +1,5 @@
+//! System tests: the bundled model and clip through the real crates.
+
+mod backend;
+mod common;
+mod replay;
