@@ -94,8 +94,9 @@ struct Output<P> {
     high_until: Timestamp,
 }
 
-/// Ejector outputs and their pulse queue; see the crate docs for the safety rules.
-pub struct EjectorBank<P, E> {
+/// Ejector outputs and their pulse queue; see the crate docs for the safety
+/// rules. Dropping the bank drives every output low.
+pub struct EjectorBank<P: OutputPin, E: InputPin> {
     outputs: Vec<Output<P>>,
     estop: Option<E>,
     pending: BinaryHeap<Reverse<Event>>,
@@ -137,16 +138,6 @@ impl<P: OutputPin, E: InputPin> EjectorBank<P, E> {
         };
         bank.all_low()?;
         Ok(bank)
-    }
-
-    /// Number of ejectors.
-    pub fn len(&self) -> usize {
-        self.outputs.len()
-    }
-
-    /// Whether the bank has no ejector.
-    pub fn is_empty(&self) -> bool {
-        self.outputs.is_empty()
     }
 
     /// Whether any output is high.
@@ -358,6 +349,14 @@ impl<P: OutputPin, E: InputPin> EjectorBank<P, E> {
     }
 }
 
+impl<P: OutputPin, E: InputPin> Drop for EjectorBank<P, E> {
+    fn drop(&mut self) {
+        if let Err(error) = self.all_low() {
+            tracing::error!(%error, "cannot drive ejectors low on shutdown");
+        }
+    }
+}
+
 fn drive_error<P: OutputPin>(output: &Output<P>, error: P::Error) -> ActuateError {
     ActuateError::DrivePin {
         lane: output.lane.clone(),
@@ -516,6 +515,18 @@ mod tests {
         assert_eq!(rig.pins[0].edges(), [edge(90, true), edge(100, false)]);
         assert_eq!(reports.last().unwrap().outcome, Outcome::Stalled);
         assert_eq!(rig.bank.pending_pulses(), 0);
+    }
+
+    #[test]
+    fn dropping_the_bank_drives_outputs_low() {
+        let mut rig = rig(1);
+        rig.bank.end_input();
+        rig.request(1, 0, 10, 40);
+        rig.run_until(20 * MS);
+        assert!(rig.pins[0].is_set_high());
+        let pin = rig.pins[0].clone();
+        drop(rig);
+        assert!(!pin.is_set_high());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::{ActuateError, EjectorBank, Outcome, PulseReport, PulseRequest};
 /// Without a deadline, the thread still wakes this often to check the e-stop.
 const IDLE_POLL: Duration = Duration::from_millis(5);
 
-struct State<P, E> {
+struct State<P: OutputPin, E: InputPin> {
     bank: EjectorBank<P, E>,
     reports: Vec<PulseReport>,
     error: Option<ActuateError>,
@@ -34,7 +34,7 @@ type Shared<P, E> = Arc<(Mutex<State<P, E>>, Condvar)>;
 /// from this thread, which sleeps until the next deadline. Reports collect
 /// here until [`RealtimeEjectors::take_reports`] so that a slow consumer can
 /// never block the thread that drives the outputs.
-pub struct RealtimeEjectors<P, E> {
+pub struct RealtimeEjectors<P: OutputPin, E: InputPin> {
     shared: Shared<P, E>,
     clock: Arc<dyn Clock>,
     thread: Option<JoinHandle<()>>,
@@ -123,7 +123,7 @@ where
 
 /// Dropped without [`RealtimeEjectors::finish`] (an error path): nothing
 /// pending may fire any more.
-impl<P, E> Drop for RealtimeEjectors<P, E> {
+impl<P: OutputPin, E: InputPin> Drop for RealtimeEjectors<P, E> {
     fn drop(&mut self) {
         if let Some(thread) = self.thread.take() {
             if let Ok(mut state) = self.shared.0.lock() {

@@ -126,11 +126,6 @@ impl<B: Backend> Detector<B> {
         Letterbox::plan(width, height, self.input_shape)
     }
 
-    /// The backend, e.g. to read its raw output after [`Detector::detect`].
-    pub fn backend(&self) -> &B {
-        &self.backend
-    }
-
     /// Finds the objects in `frame`, in frame pixels, best first.
     pub fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
         let started = Instant::now();

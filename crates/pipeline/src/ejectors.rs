@@ -3,7 +3,7 @@ use edgesort_types::{Clock, ManualClock, Timestamp};
 use embedded_hal::digital::{InputPin, OutputPin};
 
 /// The ejector bank, driven the way the pacing needs.
-pub(crate) enum Ejectors<P, E> {
+pub(crate) enum Ejectors<P: OutputPin, E: InputPin> {
     /// Serviced by the pipeline at each frame's timestamp, on a manual clock:
     /// edges land exactly at their planned times, whatever the machine's speed.
     Replay {
