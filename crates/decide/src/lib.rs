@@ -47,6 +47,8 @@ pub struct FirePlan {
     pub ejector: usize,
     /// When the part's centre reaches the ejector.
     pub fire_at: Timestamp,
+    /// The ejector's position as an image column (far outside the image).
+    pub ejector_x_px: f64,
     /// Pulse length.
     pub pulse: Duration,
 }
@@ -164,6 +166,7 @@ impl Decider {
             Some(FirePlan {
                 ejector: ejector.index,
                 fire_at: track.time_at_x(ejector.x_px)?,
+                ejector_x_px: ejector.x_px,
                 pulse: ejector.pulse,
             })
         });
@@ -229,6 +232,7 @@ mod tests {
         // 250 mm at 0.5 mm/px is 500 px past the reference line, 500/420 s at 420 px/s.
         assert_eq!(plan.fire_at, Timestamp::from_secs_f64(1.0 + 500.0 / 420.0));
         assert_eq!((plan.ejector, plan.pulse), (0, Duration::from_millis(20)));
+        assert_eq!(plan.ejector_x_px, 820.0);
 
         let spring = decider.decide(&track(3, 0.9));
         assert_eq!(

@@ -394,16 +394,8 @@ impl Line<'_> {
         P: OutputPin + Send + 'static,
         E: InputPin + Send + 'static,
     {
-        let relative =
-            |time: Timestamp| (time.as_nanos() as f64 - self.origin.as_nanos() as f64) * 1e-9;
         let class = self.config.model.classes[decision.class.0 as usize].clone();
         let lane = self.decider.lanes()[decision.lane].clone();
-        let ejector_x_px = decision.fire.map(|plan| {
-            let ejector = &self.config.ejectors[plan.ejector];
-            self.config.reference_line_px()
-                + self.config.belt.direction.sign() * ejector.distance_mm
-                    / self.config.belt.mm_per_px
-        });
         tracing::debug!(part = decision.part_id, %class, %lane, confidence = decision.confidence, "decided");
         self.decision_index
             .insert(decision.part_id, self.decisions.len());
@@ -413,12 +405,14 @@ impl Line<'_> {
             confidence: decision.confidence,
             lane: lane.clone(),
             reason: decision.reason.as_str().to_string(),
-            decided_s: relative(now),
-            planned_fire_s: decision.fire.map(|plan| relative(plan.fire_at)),
-            ejector_x_px,
+            decided_s: self.seconds_since_origin(now),
+            planned_fire_s: decision
+                .fire
+                .map(|plan| self.seconds_since_origin(plan.fire_at)),
+            ejector_x_px: decision.fire.map(|plan| plan.ejector_x_px),
             reference_crossing_s: track
                 .time_at_x(self.config.reference_line_px())
-                .map(relative),
+                .map(|time| self.seconds_since_origin(time)),
             center_y: track.center_y,
             hits: track.hits,
             fire_outcome: None,
@@ -463,11 +457,11 @@ impl Line<'_> {
                         .or_insert(0) += 1;
                 }
             }
+            let actual_s = actual.map(|time| self.seconds_since_origin(time));
             if let Some(&index) = self.decision_index.get(&request.part_id) {
                 let record = &mut self.decisions[index];
                 record.fire_outcome = Some(report.outcome.as_str().to_string());
-                record.actual_fire_s = actual
-                    .map(|time| (time.as_nanos() as f64 - self.origin.as_nanos() as f64) * 1e-9);
+                record.actual_fire_s = actual_s;
             }
             self.store(StoreWrite::Fire(FireUpdate {
                 part_id: request.part_id,
@@ -475,6 +469,11 @@ impl Line<'_> {
                 actual_fire_ns: actual.map(Timestamp::as_nanos),
             }));
         }
+    }
+
+    /// Seconds from the clip's first frame to `time`.
+    fn seconds_since_origin(&self, time: Timestamp) -> f64 {
+        (time.as_nanos() as f64 - self.origin.as_nanos() as f64) * 1e-9
     }
 
     /// Queues a row; if the store thread has died the line keeps sorting and
