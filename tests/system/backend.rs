@@ -2,13 +2,14 @@
 
 use crate::common;
 
-use edgesort_infer::{Backend, DecodeParams, Detector, InferError};
+use edgesort_infer::{Backend, DecodeParams, Detector, InferError, LabelsPerBox};
 use edgesort_infer_tract::TractBackend;
 
 const PARAMS: DecodeParams = DecodeParams {
     confidence: 0.25,
     iou: 0.45,
     max_detections: 300,
+    labels: LabelsPerBox::Best,
 };
 
 /// `scripts/make-reference-output.py` wrote these with ONNX Runtime 1.31.

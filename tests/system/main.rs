@@ -2,4 +2,5 @@
 
 mod backend;
 mod common;
+mod eval;
 mod replay;

@@ -5,6 +5,8 @@
 //! `edgesort replay` does the same for any clip and scores it against its
 //! `tracks.json` when there is one.
 
+mod bench;
+mod eval;
 mod replay;
 
 use std::path::PathBuf;
@@ -12,6 +14,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::bench::{BenchCommand, run_bench_command};
+use crate::eval::{EvalArgs, run_eval_command};
 use crate::replay::{ReplayArgs, run_replay_command};
 
 /// The example configuration in the source tree, used when none is given.
@@ -44,6 +48,11 @@ enum Command {
     },
     /// Replay any clip (a folder with frames/*.jpg and optionally tracks.json).
     Replay(ReplayArgs),
+    /// Measure a model's detection accuracy (mAP) on a YOLO-format dataset.
+    Eval(EvalArgs),
+    /// Measure where the time goes.
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 /// Exit codes a technician's script can act on.
@@ -71,7 +80,10 @@ fn classify(error: &anyhow::Error) -> Failure {
                 return Failure::Input;
             }
         }
-        if cause.is::<edgesort_capture::CaptureError>() {
+        if cause.is::<edgesort_capture::CaptureError>()
+            || cause.is::<edgesort_eval::EvalError>()
+            || cause.is::<edgesort_bench::BenchError>()
+        {
             return Failure::Input;
         }
     }
@@ -100,6 +112,8 @@ fn main() -> ExitCode {
             db,
         }),
         Command::Replay(args) => run_replay_command(args),
+        Command::Eval(args) => run_eval_command(args),
+        Command::Bench(command) => run_bench_command(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

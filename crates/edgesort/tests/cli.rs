@@ -178,3 +178,49 @@ fn replay_skips_corrupt_frames_and_writes_decisions_and_json() {
         }
     }
 }
+
+/// The first `images` of the bundled validation set, labels included.
+fn small_dataset(dir: &Path, images: usize) -> PathBuf {
+    let data = dir.join("data");
+    for folder in ["images", "labels"] {
+        std::fs::create_dir_all(data.join(folder)).unwrap();
+    }
+    for index in 0..images {
+        for (folder, extension) in [("images", "jpg"), ("labels", "txt")] {
+            let name = format!("val_{index:05}.{extension}");
+            std::fs::copy(
+                repo().join("tests/data/val_small").join(folder).join(&name),
+                data.join(folder).join(&name),
+            )
+            .unwrap();
+        }
+    }
+    data
+}
+
+#[test]
+fn eval_prints_machine_readable_accuracy_and_names_a_broken_image() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = small_dataset(scratch.path(), 3);
+    let output = edgesort(
+        &["eval", "--data", data.to_str().unwrap(), "--json"],
+        scratch.path(),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["images"], 3);
+    assert_eq!(report["protocol"], "ultralytics");
+    let map50 = report["map50"].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&map50), "{map50}");
+    for class in ["bolt", "nut", "washer", "spring", "foreign"] {
+        assert!(report["per_class"][class]["instances"].is_u64(), "{class}");
+    }
+
+    let broken = data.join("images/val_00001.jpg");
+    let bytes = std::fs::read(&broken).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
+    let output = edgesort(&["eval", "--data", data.to_str().unwrap()], scratch.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("val_00001.jpg"), "{stderr}");
+}

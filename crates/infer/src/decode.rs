@@ -11,6 +11,19 @@ pub struct DecodeParams {
     pub iou: f32,
     /// At most this many detections per image.
     pub max_detections: usize,
+    /// Which classes of one anchor become candidates.
+    pub labels: LabelsPerBox,
+}
+
+/// How many candidates one anchor may give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelsPerBox {
+    /// Only its best class: what the line acts on.
+    Best,
+    /// Every class scoring at least the confidence threshold, each as its own
+    /// candidate: how accuracy is measured (Ultralytics' `multi_label`), so a
+    /// box the model is unsure about still counts for its runner-up class.
+    Every,
 }
 
 /// A box in model-input pixels with its best class, before or after NMS.
@@ -29,17 +42,43 @@ pub struct Candidate {
 /// Reads one image of a YOLOv8 output laid out `(4 + classes) x anchors`
 /// (rows cx, cy, w, h, then one already-sigmoided score per class) and appends
 /// to `candidates` every anchor whose best class scores at least
-/// `confidence`.
+/// `confidence` (or, with [`LabelsPerBox::Every`], every such anchor and
+/// class).
 pub fn decode_yolo(
     output: &[f32],
     classes: usize,
     anchors: usize,
     confidence: f32,
+    labels: LabelsPerBox,
     candidates: &mut Vec<Candidate>,
 ) {
     assert_eq!(output.len(), (4 + classes) * anchors);
     let row = |index: usize| &output[index * anchors..(index + 1) * anchors];
     let (cx, cy, w, h) = (row(0), row(1), row(2), row(3));
+    let bbox = |anchor: usize| {
+        let (half_w, half_h) = (w[anchor] * 0.5, h[anchor] * 0.5);
+        BoundingBox {
+            x1: cx[anchor] - half_w,
+            y1: cy[anchor] - half_h,
+            x2: cx[anchor] + half_w,
+            y2: cy[anchor] + half_h,
+        }
+    };
+    if labels == LabelsPerBox::Every {
+        for class in 0..classes {
+            for (anchor, &score) in row(4 + class).iter().enumerate() {
+                if score >= confidence {
+                    candidates.push(Candidate {
+                        bbox: bbox(anchor),
+                        class: ClassId(class as u16),
+                        score,
+                        anchor,
+                    });
+                }
+            }
+        }
+        return;
+    }
     for anchor in 0..anchors {
         let mut best_class = 0;
         let mut best_score = f32::NEG_INFINITY;
@@ -51,14 +90,8 @@ pub fn decode_yolo(
             }
         }
         if best_score >= confidence {
-            let (half_w, half_h) = (w[anchor] * 0.5, h[anchor] * 0.5);
             candidates.push(Candidate {
-                bbox: BoundingBox {
-                    x1: cx[anchor] - half_w,
-                    y1: cy[anchor] - half_h,
-                    x2: cx[anchor] + half_w,
-                    y2: cy[anchor] + half_h,
-                },
+                bbox: bbox(anchor),
                 class: ClassId(best_class as u16),
                 score: best_score,
                 anchor,
@@ -81,6 +114,7 @@ pub fn non_max_suppression(
             .partial_cmp(&a.score)
             .unwrap_or(Ordering::Equal)
             .then(a.anchor.cmp(&b.anchor))
+            .then(a.class.cmp(&b.class))
     });
     let mut kept: Vec<Candidate> = Vec::new();
     for candidate in candidates.iter() {
@@ -128,7 +162,7 @@ mod tests {
             0.9, 0.2,
         ];
         let mut found = Vec::new();
-        decode_yolo(&output, 2, 2, 0.25, &mut found);
+        decode_yolo(&output, 2, 2, 0.25, LabelsPerBox::Best, &mut found);
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].class, ClassId(1));
         assert_eq!(
@@ -142,8 +176,15 @@ mod tests {
         );
         assert_eq!((found[1].class, found[1].score), (ClassId(0), 0.3));
         found.clear();
-        decode_yolo(&output, 2, 2, 0.5, &mut found);
+        decode_yolo(&output, 2, 2, 0.5, LabelsPerBox::Best, &mut found);
         assert_eq!(found.len(), 1);
+        found.clear();
+        decode_yolo(&output, 2, 2, 0.25, LabelsPerBox::Every, &mut found);
+        let labels: Vec<_> = found
+            .iter()
+            .map(|c| (c.anchor, c.class.0, c.score))
+            .collect();
+        assert_eq!(labels, [(1, 0, 0.3), (0, 1, 0.9)]);
     }
 
     #[test]

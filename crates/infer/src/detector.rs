@@ -4,8 +4,8 @@ use edgesort_types::config::ModelConfig;
 use edgesort_types::{BoundingBox, Detection, Frame};
 
 use crate::{
-    Backend, Candidate, DecodeParams, InferError, InputShape, Letterbox, decode_yolo,
-    non_max_suppression,
+    Backend, Candidate, DecodeParams, InferError, InputShape, LabelsPerBox, Letterbox, Resampler,
+    decode_yolo, non_max_suppression,
 };
 
 /// Detections kept per frame at most; a belt never shows this many parts.
@@ -33,7 +33,7 @@ pub struct Detector<B> {
     classes: usize,
     input_shape: InputShape,
     params: DecodeParams,
-    letterbox: Option<Letterbox>,
+    resampler: Option<Resampler>,
     candidates: Vec<Candidate>,
 }
 
@@ -101,7 +101,7 @@ impl<B: Backend> Detector<B> {
             classes,
             input_shape,
             params,
-            letterbox: None,
+            resampler: None,
             candidates: Vec::new(),
         })
     }
@@ -117,8 +117,42 @@ impl<B: Backend> Detector<B> {
                 confidence: model.confidence,
                 iou: model.iou,
                 max_detections: MAX_DETECTIONS,
+                labels: LabelsPerBox::Best,
             },
         )
+    }
+
+    /// Makes a dynamic model take exactly `width x height` (e.g. a square
+    /// 640x640 to compare with figures measured on a fixed-size export). A
+    /// fixed-size model accepts only its own size.
+    pub fn with_fixed_input(mut self, width: u32, height: u32) -> Result<Self, InferError> {
+        if let InputShape::Fixed {
+            width: fixed_width,
+            height: fixed_height,
+        } = self.input_shape
+            && (fixed_width, fixed_height) != (width, height)
+        {
+            return Err(InferError::NotYolo {
+                model: self.backend.io().model.clone(),
+                reason: format!(
+                    "its input is fixed at {fixed_width}x{fixed_height}, not {width}x{height}"
+                ),
+            });
+        }
+        self.input_shape = InputShape::Fixed { width, height };
+        self.resampler = None;
+        Ok(self)
+    }
+
+    /// The raw model output of the last [`Detector::detect`], with its shape,
+    /// for instruments that replay decoding on recorded outputs.
+    pub fn last_output(&self) -> Result<(&[f32], &[usize]), InferError> {
+        self.backend.output(&self.output_name)
+    }
+
+    /// The decoding thresholds in force.
+    pub fn params(&self) -> DecodeParams {
+        self.params
     }
 
     /// How frames of this size are placed in the model input.
@@ -129,23 +163,24 @@ impl<B: Backend> Detector<B> {
     /// Finds the objects in `frame`, in frame pixels, best first.
     pub fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
         let started = Instant::now();
-        let letterbox = match self.letterbox {
-            Some(plan) if (plan.frame_width, plan.frame_height) == (frame.width, frame.height) => {
-                plan
+        let resampler = match &mut self.resampler {
+            Some(resampler)
+                if (resampler.plan().frame_width, resampler.plan().frame_height)
+                    == (frame.width, frame.height) =>
+            {
+                resampler
             }
-            _ => {
-                let plan = self.letterbox(frame.width, frame.height)?;
-                self.letterbox = Some(plan);
-                plan
-            }
+            slot => slot
+                .insert(Letterbox::plan(frame.width, frame.height, self.input_shape)?.resampler()),
         };
+        let letterbox = *resampler.plan();
         let shape = [
             1,
             3,
             letterbox.input_height as usize,
             letterbox.input_width as usize,
         ];
-        letterbox.fill(
+        resampler.fill(
             &frame.rgb,
             self.backend.input_mut(&self.input_name, &shape)?,
         );
@@ -162,6 +197,7 @@ impl<B: Backend> Detector<B> {
             self.classes,
             anchors,
             self.params.confidence,
+            self.params.labels,
             &mut self.candidates,
         );
         let kept = non_max_suppression(

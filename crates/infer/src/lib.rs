@@ -21,7 +21,7 @@ mod error;
 mod letterbox;
 
 pub use backend::{Backend, ModelIo, TensorInfo};
-pub use decode::{Candidate, DecodeParams, decode_yolo, non_max_suppression};
+pub use decode::{Candidate, DecodeParams, LabelsPerBox, decode_yolo, non_max_suppression};
 pub use detector::{Detector, DetectorTimes};
 pub use error::InferError;
-pub use letterbox::{InputShape, Letterbox, PAD_VALUE};
+pub use letterbox::{InputShape, Letterbox, PAD_VALUE, Resampler};

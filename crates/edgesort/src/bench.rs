@@ -1,0 +1,135 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use edgesort_bench::{Clip, ClipReport, TargetReport, bench_clip, bench_targets, generate_from};
+use edgesort_infer::Detector;
+use edgesort_infer_tract::TractBackend;
+use edgesort_types::config::Config;
+
+use crate::{BUNDLED_CLIP, BUNDLED_CONFIG};
+
+/// The full-size recording, beside the checkout on development machines.
+const SHARED_WIDE_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/clip_a");
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Time every pipeline stage per frame (p50, p99, max) on recorded clips.
+    Pipeline(PipelineArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PipelineArgs {
+    /// Clip to time (frames/*.jpg). By default: the bundled 640x360 demo clip
+    /// and a 1280x720 one (the shared clip_a when present, else the demo clip
+    /// doubled in size).
+    #[arg(long)]
+    pub clip: Option<PathBuf>,
+    /// Configuration (model, belt, rules).
+    #[arg(long, default_value = BUNDLED_CONFIG)]
+    pub config: PathBuf,
+    /// Timed passes over each clip, after one warm-up pass.
+    #[arg(long, default_value_t = 3)]
+    pub passes: usize,
+    /// Inference threads (the CPU stages run on one thread).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_bench_command(command: BenchCommand) -> Result<()> {
+    let BenchCommand::Pipeline(args) = command;
+    let config = Config::load(&args.config)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cores| cores.get()));
+    let load = || -> Result<Detector<TractBackend>> {
+        let backend = TractBackend::load(&config.model.path)?.with_threads(threads);
+        Ok(Detector::for_model(backend, &config.model)?)
+    };
+
+    let clips = match &args.clip {
+        Some(dir) => vec![Clip::load(dir)?],
+        None => {
+            let demo = Clip::load(Path::new(BUNDLED_CLIP))?;
+            let wide = if Path::new(SHARED_WIDE_CLIP).is_dir() {
+                Clip::load(Path::new(SHARED_WIDE_CLIP))?
+            } else {
+                generate_from(&demo)?
+            };
+            vec![wide, demo]
+        }
+    };
+    let mut reports = Vec::new();
+    for clip in &clips {
+        eprintln!("timing {} ({} frames)...", clip.name, clip.jpegs.len());
+        let mut detector = load()?;
+        reports.push(
+            bench_clip(clip, &mut detector, &config, args.passes)
+                .with_context(|| format!("benchmarking {}", clip.name))?,
+        );
+    }
+    let wide = match clips
+        .iter()
+        .find(|clip| (clip.width, clip.height) == (1280, 720))
+    {
+        Some(clip) => clip.clone(),
+        None => generate_from(&clips[0])?,
+    };
+    eprintln!("timing the CPU stages against their targets...");
+    let mut square = load()?.with_fixed_input(640, 640)?;
+    let targets = bench_targets(&wide, &mut square, &config, args.passes)?;
+
+    if args.json {
+        let document = serde_json::json!({
+            "machine": {
+                "cores": std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+                "arch": std::env::consts::ARCH,
+            },
+            "inference_threads": threads,
+            "model": config.model.path,
+            "clips": reports,
+            "targets": targets,
+        });
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        print_tables(&reports, &targets, threads);
+    }
+    Ok(())
+}
+
+fn print_tables(reports: &[ClipReport], targets: &[TargetReport], threads: usize) {
+    for report in reports {
+        println!(
+            "{}: {}x{} -> {}, {} frames x {} passes (after a warm-up pass); inference on {threads} threads",
+            report.clip, report.width, report.height, report.input, report.frames, report.passes
+        );
+        println!(
+            "  {:<24} {:>9} {:>9} {:>9}",
+            "stage", "p50 ms", "p99 ms", "max ms"
+        );
+        for stage in &report.stages {
+            println!(
+                "  {:<24} {:>9.3} {:>9.3} {:>9.3}",
+                stage.stage, stage.p50_ms, stage.p99_ms, stage.max_ms
+            );
+        }
+    }
+    println!("speed targets (one thread, after warm-up):");
+    println!(
+        "  {:<62} {:>8} {:>8} {:>8} {:>9}",
+        "stage", "p50 ms", "p99 ms", "max ms", "target"
+    );
+    for target in targets {
+        println!(
+            "  {:<62} {:>8.3} {:>8.3} {:>8.3} {:>5} {}",
+            target.timing.stage,
+            target.timing.p50_ms,
+            target.timing.p99_ms,
+            target.timing.max_ms,
+            target.target_p99_ms,
+            if target.met { "met" } else { "MISSED" }
+        );
+    }
+}
