@@ -427,6 +427,26 @@ mod tests {
         assert_eq!(evaluation.per_class[2].ap50, None);
     }
 
+    /// Ultralytics' end point (1, 0) is sampled at recall 1, so the last
+    /// trapezoid is half a step: a perfect detector scores 0.995 there, as
+    /// Ultralytics' `val` reports for a perfectly detected class.
+    #[test]
+    fn perfect_predictions_score_0_995_under_ultralytics_rules() {
+        let image = ImageResult {
+            truths: vec![
+                (ClassId(0), square(0.0, 0.0)),
+                (ClassId(0), square(50.0, 0.0)),
+            ],
+            detections: vec![
+                detection(0, square(0.0, 0.0), 0.9),
+                detection(0, square(50.0, 0.0), 0.8),
+            ],
+        };
+        let evaluation = score(&[image], &names(), 0.25, Protocol::Ultralytics);
+        assert!(close(evaluation.map50, 0.995), "{}", evaluation.map50);
+        assert!(close(evaluation.map50_95, 0.995));
+    }
+
     /// Two bolts; one detection exact (0.9), the other shifted 2 px along x:
     /// IoU = 80 / 120 = 2/3. It matches at 0.50…0.65 (4 thresholds) and is a
     /// false positive at 0.70…0.95 (6), where the envelope is precision 1 up
