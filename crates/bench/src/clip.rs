@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use edgesort_capture::decode_jpeg_rgb;
+use edgesort_capture::{clip_frames, decode_jpeg_rgb};
 
 use crate::BenchError;
 
@@ -20,35 +20,21 @@ pub struct Clip {
 impl Clip {
     /// Reads `dir/frames/*.jpg` (or `dir/*.jpg`), in name order.
     pub fn load(dir: &Path) -> Result<Self, BenchError> {
-        let frames = if dir.join("frames").is_dir() {
-            dir.join("frames")
-        } else {
-            dir.to_owned()
-        };
-        let read_error = |source| BenchError::ReadClip {
-            path: frames.clone(),
-            source,
-        };
-        let mut paths: Vec<_> = std::fs::read_dir(&frames)
-            .map_err(read_error)?
-            .map(|entry| entry.map(|entry| entry.path()))
-            .collect::<Result<_, _>>()
-            .map_err(read_error)?;
-        paths.retain(|path| path.extension().is_some_and(|e| e == "jpg" || e == "jpeg"));
-        paths.sort();
-        let jpegs: Vec<Vec<u8>> = paths
+        let jpegs: Vec<Vec<u8>> = clip_frames(dir)?
             .iter()
-            .map(std::fs::read)
-            .collect::<Result<_, _>>()
-            .map_err(read_error)?;
+            .map(|path| {
+                std::fs::read(path).map_err(|source| BenchError::ReadClip {
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let name = dir
             .file_name()
             .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
-        let first = jpegs.first().ok_or_else(|| BenchError::EmptyClip {
-            path: dir.to_owned(),
-        })?;
+        // `clip_frames` refuses an empty clip, so there is a first frame.
         let (width, height, _) =
-            decode_jpeg_rgb(first).map_err(|reason| BenchError::DecodeFrame {
+            decode_jpeg_rgb(&jpegs[0]).map_err(|reason| BenchError::DecodeFrame {
                 clip: name.clone(),
                 index: 0,
                 reason,

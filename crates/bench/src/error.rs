@@ -3,20 +3,17 @@ use std::path::PathBuf;
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    /// The clip's frames could not be listed or read.
-    #[error("cannot read clip frames in {path}")]
+    /// The clip's frames could not be listed.
+    #[error(transparent)]
+    ListFrames(#[from] edgesort_capture::CaptureError),
+    /// A frame file could not be read.
+    #[error("cannot read frame {path}")]
     ReadClip {
-        /// The frame folder or file.
+        /// The frame file.
         path: PathBuf,
         /// What the file system said.
         #[source]
         source: std::io::Error,
-    },
-    /// The clip holds no JPEG frames.
-    #[error("clip {path} has no frames (expected frames/*.jpg)")]
-    EmptyClip {
-        /// The clip folder.
-        path: PathBuf,
     },
     /// A frame would not decode.
     #[error("cannot decode frame {index} of {clip}: {reason}")]

@@ -14,4 +14,4 @@ mod replay;
 
 pub use error::CaptureError;
 pub use jpeg::decode_jpeg_rgb;
-pub use replay::{ReplaySource, probe_frame_size};
+pub use replay::{ReplaySource, clip_frames, list_jpegs, probe_frame_size};

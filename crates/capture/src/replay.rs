@@ -15,6 +15,40 @@ pub struct ReplaySource {
     height: u32,
 }
 
+/// The frames of a clip folder: `clip/frames/*.jpg`, or `clip/*.jpg` when it
+/// has no `frames/`, in name order.
+pub fn clip_frames(clip: &Path) -> Result<Vec<PathBuf>, CaptureError> {
+    let frames = clip.join("frames");
+    list_jpegs(if frames.is_dir() { &frames } else { clip })
+}
+
+/// The `*.jpg` / `*.jpeg` files of `folder` in name order; an error if there
+/// are none.
+pub fn list_jpegs(folder: &Path) -> Result<Vec<PathBuf>, CaptureError> {
+    let list_error = |source| CaptureError::ListFrames {
+        path: folder.to_owned(),
+        source,
+    };
+    let mut jpegs = Vec::new();
+    for entry in std::fs::read_dir(folder).map_err(list_error)? {
+        let path = entry.map_err(list_error)?.path();
+        let is_jpeg = path
+            .extension()
+            .and_then(|ext| ext.to_str())
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("jpg") || ext.eq_ignore_ascii_case("jpeg"));
+        if is_jpeg {
+            jpegs.push(path);
+        }
+    }
+    if jpegs.is_empty() {
+        return Err(CaptureError::EmptyClip {
+            path: folder.to_owned(),
+        });
+    }
+    jpegs.sort();
+    Ok(jpegs)
+}
+
 /// The frame size of a clip: that of its first decodable frame.
 pub fn probe_frame_size(clip: &Path) -> Result<(u32, u32), CaptureError> {
     let mut source = ReplaySource::open(clip, 1.0, 0, 0, Timestamp::ZERO)?;
@@ -45,37 +79,7 @@ impl ReplaySource {
         height: u32,
         start: Timestamp,
     ) -> Result<Self, CaptureError> {
-        let folder = if clip.join("frames").is_dir() {
-            clip.join("frames")
-        } else {
-            clip.to_owned()
-        };
-        let entries = std::fs::read_dir(&folder).map_err(|source| CaptureError::ListFrames {
-            path: folder.clone(),
-            source,
-        })?;
-        let mut frames = Vec::new();
-        for entry in entries {
-            let path = entry
-                .map_err(|source| CaptureError::ListFrames {
-                    path: folder.clone(),
-                    source,
-                })?
-                .path();
-            let is_jpeg = path
-                .extension()
-                .and_then(|ext| ext.to_str())
-                .is_some_and(|ext| {
-                    ext.eq_ignore_ascii_case("jpg") || ext.eq_ignore_ascii_case("jpeg")
-                });
-            if is_jpeg {
-                frames.push(path);
-            }
-        }
-        if frames.is_empty() {
-            return Err(CaptureError::EmptyClip { path: folder });
-        }
-        frames.sort();
+        let frames = clip_frames(clip)?;
         Ok(ReplaySource {
             frames,
             next: 0,

@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 
+use edgesort_capture::list_jpegs;
 use edgesort_types::ClassId;
 
 use crate::EvalError;
@@ -42,31 +43,10 @@ impl Dataset {
     /// label names one of `classes` classes.
     pub fn open(root: &Path, classes: usize) -> Result<Self, EvalError> {
         let images_dir = root.join("images");
-        let listing = std::fs::read_dir(&images_dir).map_err(|source| EvalError::ReadDataset {
+        let paths = list_jpegs(&images_dir).map_err(|source| EvalError::ListImages {
             path: images_dir.clone(),
             source,
         })?;
-        let mut paths = Vec::new();
-        for entry in listing {
-            let path = entry
-                .map_err(|source| EvalError::ReadDataset {
-                    path: images_dir.clone(),
-                    source,
-                })?
-                .path();
-            let is_jpeg = path.extension().is_some_and(|extension| {
-                extension.eq_ignore_ascii_case("jpg") || extension.eq_ignore_ascii_case("jpeg")
-            });
-            if is_jpeg {
-                paths.push(path);
-            }
-        }
-        if paths.is_empty() {
-            return Err(EvalError::NoImages {
-                path: root.to_owned(),
-            });
-        }
-        paths.sort();
         let images = paths
             .into_iter()
             .map(|image| {

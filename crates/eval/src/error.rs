@@ -4,20 +4,14 @@ use std::path::PathBuf;
 /// from a partly read dataset would be worse than none.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    /// The dataset folder or its `images/` could not be listed.
-    #[error("cannot read dataset folder {path}")]
-    ReadDataset {
-        /// The folder.
+    /// The dataset's `images/` could not be listed or holds no JPEG.
+    #[error("cannot list the images of dataset folder {path}")]
+    ListImages {
+        /// The `images/` folder.
         path: PathBuf,
-        /// What the file system said.
+        /// What went wrong.
         #[source]
-        source: std::io::Error,
-    },
-    /// The dataset has no images.
-    #[error("dataset {path} has no images (expected images/*.jpg)")]
-    NoImages {
-        /// The dataset folder.
-        path: PathBuf,
+        source: edgesort_capture::CaptureError,
     },
     /// A label file could not be read.
     #[error("cannot read label file {path}")]

@@ -21,7 +21,11 @@ pub struct TractBackend {
     io: ModelIo,
     model: InferenceModel,
     plan: Option<(Vec<usize>, TypedSimpleState)>,
-    input: Option<Tensor>,
+    /// Kept across runs: tract only borrows it, so the next frame is written
+    /// into the same memory instead of a freshly zeroed tensor.
+    input: Option<Arc<Tensor>>,
+    /// Whether `input` was lent out for writing since the last run.
+    input_written: bool,
     output: Option<(Tensor, Vec<usize>)>,
     executor: Executor,
 }
@@ -93,6 +97,7 @@ impl TractBackend {
             model,
             plan: None,
             input: None,
+            input_written: false,
             output: None,
             executor: Executor::SingleThread,
         })
@@ -147,18 +152,24 @@ impl Backend for TractBackend {
             });
         }
         self.prepare(shape)?;
-        if self
+        // Reuse the last input when it has this shape and tract let go of it.
+        let reusable = self
             .input
-            .as_ref()
-            .is_none_or(|input| input.shape() != shape)
-        {
+            .as_mut()
+            .is_some_and(|input| input.shape() == shape && Arc::get_mut(input).is_some());
+        if !reusable {
             let tensor = Tensor::zero::<f32>(shape).map_err(|error| InferError::PrepareShape {
                 shape: shape.to_vec(),
                 reason: format!("{error:#}"),
             })?;
-            self.input = Some(tensor);
+            self.input = Some(Arc::new(tensor));
         }
-        let input = self.input.as_mut().expect("input allocated above");
+        self.input_written = true;
+        let input = self
+            .input
+            .as_mut()
+            .and_then(Arc::get_mut)
+            .expect("input allocated or found unshared above");
         input
             .to_plain_array_view_mut::<f32>()
             .map_err(|error| InferError::Run {
@@ -174,11 +185,15 @@ impl Backend for TractBackend {
         let run_error = |error: TractError| InferError::Run {
             reason: format!("{error:#}"),
         };
-        let (Some((_, state)), Some(input)) = (self.plan.as_mut(), self.input.take()) else {
+        let (Some((_, state)), Some(input), true) =
+            (self.plan.as_mut(), self.input.as_ref(), self.input_written)
+        else {
             return Err(InferError::Run {
                 reason: "no input was written since the last run".into(),
             });
         };
+        self.input_written = false;
+        let input = Arc::clone(input);
         let mut outputs = multithread_tract_scope(self.executor.clone(), || {
             state.run(tvec![input.into_tvalue()])
         })

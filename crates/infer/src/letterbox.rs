@@ -226,7 +226,8 @@ impl Resampler {
             stride,
         };
         let first = pad_top * width + pad_left;
-        content.resample(
+        resample_rows(
+            &content,
             &mut self.blended_row,
             [&mut red[first..], &mut green[first..], &mut blue[first..]],
             width,
@@ -245,20 +246,9 @@ struct ContentRows<'a> {
     stride: usize,
 }
 
-impl ContentRows<'_> {
-    /// Writes the content rows, `planes` starting at the first content pixel
-    /// of each channel and advancing `width` per row.
-    fn resample(
-        &self,
-        blended_row: &mut [f32],
-        planes: [&mut [f32]; 3],
-        width: usize,
-        content_width: usize,
-    ) {
-        resample_rows(self, blended_row, planes, width, content_width);
-    }
-}
-
+/// Writes the content rows: `planes` start at the first content pixel of
+/// each channel and advance `width` per row.
+//
 // AVX2 doubles the speed of both passes on x86_64 machines that have it; the
 // arithmetic is the same (Rust never fuses a multiply and an add), so every
 // version produces the same bits. aarch64 always has NEON.
