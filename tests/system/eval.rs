@@ -64,15 +64,7 @@ fn ultralytics_predictions(dataset: &Dataset) -> Vec<ImageResult> {
             let truths = image
                 .objects
                 .iter()
-                .map(|o| {
-                    let bbox = BoundingBox {
-                        x1: (o.cx - o.width / 2.0) * 640.0,
-                        y1: (o.cy - o.height / 2.0) * 360.0,
-                        x2: (o.cx + o.width / 2.0) * 640.0,
-                        y2: (o.cy + o.height / 2.0) * 360.0,
-                    };
-                    (o.class, bbox)
-                })
+                .map(|object| (object.class, object.bbox(640.0, 360.0)))
                 .collect();
             ImageResult { truths, detections }
         })

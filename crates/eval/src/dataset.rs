@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use edgesort_capture::list_jpegs;
-use edgesort_types::ClassId;
+use edgesort_types::{BoundingBox, ClassId};
 
 use crate::EvalError;
 
@@ -18,6 +18,18 @@ pub struct Object {
     pub width: f32,
     /// Height.
     pub height: f32,
+}
+
+impl Object {
+    /// Its box in the pixels of a `width x height` image.
+    pub fn bbox(&self, width: f32, height: f32) -> BoundingBox {
+        BoundingBox {
+            x1: (self.cx - self.width / 2.0) * width,
+            y1: (self.cy - self.height / 2.0) * height,
+            x2: (self.cx + self.width / 2.0) * width,
+            y2: (self.cy + self.height / 2.0) * height,
+        }
+    }
 }
 
 /// An image and what is in it.

@@ -1,6 +1,6 @@
 use edgesort_capture::decode_jpeg_rgb;
 use edgesort_infer::{Backend, DecodeParams, Detector, LabelsPerBox};
-use edgesort_types::{BoundingBox, Frame, Timestamp};
+use edgesort_types::{Frame, Timestamp};
 
 use crate::{Dataset, EvalError, Evaluation, ImageResult, Protocol, score};
 
@@ -60,15 +60,7 @@ fn detect_all<B: Backend>(
         let truths = labelled
             .objects
             .iter()
-            .map(|object| {
-                let bbox = BoundingBox {
-                    x1: (object.cx - object.width / 2.0) * width,
-                    y1: (object.cy - object.height / 2.0) * height,
-                    x2: (object.cx + object.width / 2.0) * width,
-                    y2: (object.cy + object.height / 2.0) * height,
-                };
-                (object.class, bbox)
-            })
+            .map(|object| (object.class, object.bbox(width, height)))
             .collect();
         results.push(ImageResult { truths, detections });
         progress(sequence + 1);
