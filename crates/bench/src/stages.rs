@@ -15,6 +15,9 @@ use crate::{BenchError, Clip, Samples, StageTiming};
 /// Frames decoded up front for the letterbox target: enough for varied
 /// content, few enough to keep memory modest (2.7 MB each at 1280x720).
 const LETTERBOX_FRAMES: usize = 30;
+/// Timed runs per pass over those frames, so that p99 is a percentile of
+/// hundreds of samples rather than the slowest of a few dozen.
+const LETTERBOX_REPEATS: usize = 10;
 /// Model outputs recorded for the decode target.
 const RECORDED_OUTPUTS: usize = 12;
 /// Parts in view for the tracking target, and how many frames it runs.
@@ -170,7 +173,7 @@ pub fn bench_targets<B: Backend>(
     let mut resampler = plan.resampler();
     let mut tensor = vec![0.0f32; plan.tensor_len()];
     let mut letterbox = Samples::default();
-    for run in 0..WARM_UP + passes * frames.len() {
+    for run in 0..WARM_UP + passes * LETTERBOX_REPEATS * frames.len() {
         let (_, _, rgb) = &frames[run % frames.len()];
         let started = Instant::now();
         resampler.fill(rgb, &mut tensor);

@@ -109,12 +109,18 @@ impl Letterbox {
     /// frame does no allocation and no index arithmetic beyond table reads.
     pub fn resampler(&self) -> Resampler {
         let columns = axis_taps(self.frame_width, self.resized_width);
+        let rows = axis_taps(self.frame_height, self.resized_height);
+        let whole_pixels = BoxTaps::detect(&columns).zip(BoxTaps::detect(&rows));
         Resampler {
             plan: *self,
-            uniform_columns: UniformTaps::detect(&columns),
+            whole_pixels,
             columns,
-            rows: axis_taps(self.frame_height, self.resized_height),
-            blended_row: vec![0.0; 3 * (self.frame_width as usize + 1)],
+            rows,
+            blended_row: vec![0.0; 3 * self.frame_width as usize],
+            summed_row: match whole_pixels {
+                Some(_) => vec![0; 3 * self.frame_width as usize],
+                None => Vec::new(),
+            },
         }
     }
 }
@@ -138,50 +144,64 @@ struct Tap {
 /// Each value is `((top[low]·wy0 + bottom[low]·wy1)·wx0 + (top[high]·wy0 +
 /// bottom[high]·wy1)·wx1) / 255`, evaluated in exactly that order: the rows
 /// are blended first over the whole frame width (a loop the compiler
-/// vectorises), then each output column reads its two blended samples. The
-/// padding is written once per fill and only where it shows.
+/// vectorises), then each output column reads its two blended samples.
+/// Integer downscales, the common camera-to-model case, take a path in
+/// integers that gives the same bits (see [`BoxTaps`]). The padding is written
+/// once per fill and only where it shows.
 #[derive(Clone, Debug)]
 pub struct Resampler {
     plan: Letterbox,
     columns: Vec<Tap>,
-    uniform_columns: Option<UniformTaps>,
     rows: Vec<Tap>,
-    /// One source row of blended samples, plus one spare pixel so that a
-    /// uniform column pattern may read `low + 1` at the right edge (with a
-    /// zero weight there).
+    /// Column and row patterns when both axes take whole source pixels.
+    whole_pixels: Option<(BoxTaps, BoxTaps)>,
+    /// One source row of blended samples, planar.
     blended_row: Vec<f32>,
+    /// One source row of summed pixels, planar, for the whole-pixel path.
+    summed_row: Vec<u16>,
 }
 
-/// Column taps that follow `low = first + step·x` with the same weights
-/// everywhere, as for every integer downscale (1280 or 1920 wide to 640):
-/// the column pass then becomes a fixed-stride loop the compiler vectorises.
+/// An axis on which output sample `i` is source sample `first + step·i`
+/// (weights 1 and 0) or the mean of it and the next one (0.5 and 0.5). Every
+/// integer downscale has this form: 1:1, and 2:1 and 3:1 from 1280- and
+/// 1920-wide cameras to a 640-wide model.
+///
+/// There the bilinear formula is exact arithmetic up to its last step: every
+/// product and sum is a multiple of 1/4 below 1024, which f32 holds exactly,
+/// so the value is `(sum of the 1, 2 or 4 pixels) / count / 255` rounded
+/// once. Summing in integers and multiplying by `1 / count / 255` (dividing
+/// by a power of two is exact too) rounds the same real number, so it gives
+/// the same bits with a quarter of the arithmetic.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct UniformTaps {
+struct BoxTaps {
     first: usize,
     step: usize,
-    low_weight: f32,
-    high_weight: f32,
+    samples: usize,
 }
 
-impl UniformTaps {
+impl BoxTaps {
     fn detect(taps: &[Tap]) -> Option<Self> {
         let head = taps.first()?;
         let step = taps
             .get(1)
             .map_or(1, |next| next.low.wrapping_sub(head.low));
-        let pattern = UniformTaps {
+        let samples = match (head.low_weight, head.high_weight) {
+            (1.0, 0.0) => 1,
+            (0.5, 0.5) => 2,
+            _ => return None,
+        };
+        let pattern = BoxTaps {
             first: head.low,
             step,
-            low_weight: head.low_weight,
-            high_weight: head.high_weight,
+            samples,
         };
-        let uniform = taps.iter().enumerate().all(|(x, tap)| {
-            tap.low == pattern.first + pattern.step * x
-                && (tap.high == tap.low + 1 || tap.high_weight == 0.0)
-                && tap.low_weight == pattern.low_weight
-                && tap.high_weight == pattern.high_weight
+        let regular = taps.iter().enumerate().all(|(index, tap)| {
+            tap.low == pattern.first + pattern.step * index
+                && tap.low_weight == head.low_weight
+                && tap.high_weight == head.high_weight
+                && (samples == 1 || tap.high == tap.low + 1)
         });
-        (uniform && (1..=3).contains(&step)).then_some(pattern)
+        (regular && step >= 1).then_some(pattern)
     }
 }
 
@@ -206,7 +226,6 @@ impl Resampler {
         let (pad_left, pad_top) = (plan.pad_left as usize, plan.pad_top as usize);
         let content_width = plan.resized_width as usize;
         let content_rows = pad_top..pad_top + plan.resized_height as usize;
-        let stride = 3 * plan.frame_width as usize;
         let (red, rest) = tensor.split_at_mut(plane);
         let (green, blue) = rest.split_at_mut(plane);
         for channel in [&mut *red, &mut *green, &mut *blue] {
@@ -218,89 +237,149 @@ impl Resampler {
                 line[pad_left + content_width..].fill(PAD_VALUE);
             }
         }
-        let content = ContentRows {
-            rows: &self.rows,
-            columns: &self.columns,
-            uniform_columns: self.uniform_columns,
-            rgb,
-            stride,
-        };
         let first = pad_top * width + pad_left;
-        resample_rows(
-            &content,
-            &mut self.blended_row,
-            [&mut red[first..], &mut green[first..], &mut blue[first..]],
+        let planes = [&mut red[first..], &mut green[first..], &mut blue[first..]];
+        let content = ContentRows {
+            rgb,
+            stride: 3 * plan.frame_width as usize,
             width,
             content_width,
-        );
+            content_height: plan.resized_height as usize,
+        };
+        match self.whole_pixels {
+            Some((columns, rows)) => {
+                sum_whole_pixels(&content, columns, rows, &mut self.summed_row, planes)
+            }
+            None => blend_rows(
+                &content,
+                &self.columns,
+                &self.rows,
+                &mut self.blended_row,
+                planes,
+            ),
+        }
     }
 }
 
-/// The inputs of the row-by-row resampling loop, gathered so that the loop
-/// can be compiled once per instruction set.
+/// The frame and where its resized content goes: `planes` start at the
+/// first content pixel of each channel and advance `width` per row.
 struct ContentRows<'a> {
-    rows: &'a [Tap],
-    columns: &'a [Tap],
-    uniform_columns: Option<UniformTaps>,
     rgb: &'a [u8],
     stride: usize,
+    width: usize,
+    content_width: usize,
+    content_height: usize,
 }
 
-/// Writes the content rows: `planes` start at the first content pixel of
-/// each channel and advance `width` per row.
+/// Splits a planar row buffer into its three channels.
+fn channels<T>(row: &mut [T]) -> [&mut [T]; 3] {
+    let plane_len = row.len() / 3;
+    let (red, rest) = row.split_at_mut(plane_len);
+    let (green, blue) = rest.split_at_mut(plane_len);
+    [red, green, blue]
+}
+
+/// The general path: each output row blends two source rows in f32 over the
+/// whole frame width, then each output column blends two of those samples.
 //
 // AVX2 doubles the speed of both passes on x86_64 machines that have it; the
 // arithmetic is the same (Rust never fuses a multiply and an add), so every
 // version produces the same bits. aarch64 always has NEON.
 #[multiversion::multiversion(targets("x86_64+avx2"))]
-fn resample_rows<'a>(
-    content: &ContentRows<'a>,
+fn blend_rows(
+    content: &ContentRows<'_>,
+    columns: &[Tap],
+    rows: &[Tap],
     blended_row: &mut [f32],
     planes: [&mut [f32]; 3],
-    width: usize,
-    content_width: usize,
 ) {
     let stride = content.stride;
-    let pixels = stride / 3;
-    // The blended row is kept planar, one channel after the other, each with
-    // a spare zero sample at its end: the column pass then reads with a fixed
-    // stride within one channel.
-    let plane_len = blended_row.len() / 3;
-    let (blended_red, rest) = blended_row.split_at_mut(plane_len);
-    let (blended_green, blended_blue) = rest.split_at_mut(plane_len);
+    let [blended_red, blended_green, blended_blue] = channels(blended_row);
     let [red, green, blue] = planes;
-    for (index, row) in content.rows.iter().enumerate() {
+    for (index, row) in rows.iter().enumerate() {
         let top = &content.rgb[row.low * stride..(row.low + 1) * stride];
         let bottom = &content.rgb[row.high * stride..(row.high + 1) * stride];
-        let blended = blended_red[..pixels]
+        let blended = blended_red
             .iter_mut()
-            .zip(&mut blended_green[..pixels])
-            .zip(&mut blended_blue[..pixels]);
+            .zip(blended_green.iter_mut())
+            .zip(blended_blue.iter_mut());
         let sources = top.chunks_exact(3).zip(bottom.chunks_exact(3));
         for (((red, green), blue), (upper, lower)) in blended.zip(sources) {
             *red = upper[0] as f32 * row.low_weight + lower[0] as f32 * row.high_weight;
             *green = upper[1] as f32 * row.low_weight + lower[1] as f32 * row.high_weight;
             *blue = upper[2] as f32 * row.low_weight + lower[2] as f32 * row.high_weight;
         }
-        let start = index * width;
-        let end = start + content_width;
-        let channels = [
+        let start = index * content.width;
+        let end = start + content.content_width;
+        let outputs = [
             (&*blended_red, &mut red[start..end]),
             (&*blended_green, &mut green[start..end]),
             (&*blended_blue, &mut blue[start..end]),
         ];
-        for (blended, output) in channels {
-            match content.uniform_columns {
-                Some(uniform) => match uniform.step {
-                    1 => blend_uniform_columns::<1>(blended, uniform, output),
-                    2 => blend_uniform_columns::<2>(blended, uniform, output),
-                    _ => blend_uniform_columns::<3>(blended, uniform, output),
-                },
-                None => {
-                    for (column, value) in content.columns.iter().zip(output) {
-                        *value = (blended[column.low] * column.low_weight
-                            + blended[column.high] * column.high_weight)
-                            * INV_255;
+        for (blended, output) in outputs {
+            for (column, value) in columns.iter().zip(output) {
+                *value = (blended[column.low] * column.low_weight
+                    + blended[column.high] * column.high_weight)
+                    * INV_255;
+            }
+        }
+    }
+}
+
+/// The whole-pixel path ([`BoxTaps`] on both axes): each output row sums one
+/// or two source rows in u16, then each output column sums one or two of
+/// those and scales once.
+#[multiversion::multiversion(targets("x86_64+avx2"))]
+fn sum_whole_pixels(
+    content: &ContentRows<'_>,
+    columns: BoxTaps,
+    rows: BoxTaps,
+    summed_row: &mut [u16],
+    planes: [&mut [f32]; 3],
+) {
+    let stride = content.stride;
+    let scale = INV_255 / (columns.samples * rows.samples) as f32;
+    let [summed_red, summed_green, summed_blue] = channels(summed_row);
+    let [red, green, blue] = planes;
+    for index in 0..content.content_height {
+        let source_row = rows.first + rows.step * index;
+        let top = &content.rgb[source_row * stride..(source_row + 1) * stride];
+        let summed = summed_red
+            .iter_mut()
+            .zip(summed_green.iter_mut())
+            .zip(summed_blue.iter_mut());
+        if rows.samples == 2 {
+            let bottom = &content.rgb[(source_row + 1) * stride..(source_row + 2) * stride];
+            let sources = top.chunks_exact(3).zip(bottom.chunks_exact(3));
+            for (((red, green), blue), (upper, lower)) in summed.zip(sources) {
+                *red = upper[0] as u16 + lower[0] as u16;
+                *green = upper[1] as u16 + lower[1] as u16;
+                *blue = upper[2] as u16 + lower[2] as u16;
+            }
+        } else {
+            for (((red, green), blue), pixel) in summed.zip(top.chunks_exact(3)) {
+                *red = pixel[0] as u16;
+                *green = pixel[1] as u16;
+                *blue = pixel[2] as u16;
+            }
+        }
+        let start = index * content.width;
+        let end = start + content.content_width;
+        let outputs = [
+            (&*summed_red, &mut red[start..end]),
+            (&*summed_green, &mut green[start..end]),
+            (&*summed_blue, &mut blue[start..end]),
+        ];
+        for (summed, output) in outputs {
+            match (columns.step, columns.samples) {
+                (1, 1) => sum_columns::<1, 1>(summed, columns.first, scale, output),
+                (2, 2) => sum_columns::<2, 2>(summed, columns.first, scale, output),
+                (3, 1) => sum_columns::<3, 1>(summed, columns.first, scale, output),
+                _ => {
+                    for (x, value) in output.iter_mut().enumerate() {
+                        let low = columns.first + columns.step * x;
+                        let sum: u16 = summed[low..low + columns.samples].iter().sum();
+                        *value = sum as f32 * scale;
                     }
                 }
             }
@@ -308,21 +387,27 @@ fn resample_rows<'a>(
     }
 }
 
-/// The column pass for [`UniformTaps`] over one channel: output `x` reads
-/// the blended samples `first + STEP·x` and the one after it.
+/// The column pass of [`sum_whole_pixels`] for the common strides, where a
+/// fixed stride lets the compiler vectorise: output `x` sums `SAMPLES`
+/// samples from `first + STEP·x`.
 #[inline(always)]
-fn blend_uniform_columns<const STEP: usize>(
-    blended: &[f32],
-    uniform: UniformTaps,
+fn sum_columns<const STEP: usize, const SAMPLES: usize>(
+    summed: &[u16],
+    first: usize,
+    scale: f32,
     output: &mut [f32],
 ) {
     let Some(last) = output.len().checked_sub(1) else {
         return;
     };
-    let (low_weight, high_weight) = (uniform.low_weight, uniform.high_weight);
-    let source = &blended[uniform.first..uniform.first + STEP * last + 2];
+    let source = &summed[first..first + STEP * last + SAMPLES];
     for (x, value) in output.iter_mut().enumerate() {
-        *value = (source[STEP * x] * low_weight + source[STEP * x + 1] * high_weight) * INV_255;
+        let sum = if SAMPLES == 2 {
+            source[STEP * x] + source[STEP * x + 1]
+        } else {
+            source[STEP * x]
+        };
+        *value = sum as f32 * scale;
     }
 }
 
@@ -405,6 +490,51 @@ mod tests {
             let same = expected.iter().zip(&fast).all(|(a, b)| a.to_bits() == b.to_bits());
             prop_assert!(same, "plan {:?}", plan);
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn whole_pixel_path_matches_the_reference_bit_for_bit(
+            resized_width in 1u32..120,
+            resized_height in 1u32..120,
+            factor in 1u32..=4,
+            extra_rows in 0u32..9,
+            seed in any::<u32>(),
+        ) {
+            let target = InputShape::Fixed { width: resized_width, height: resized_height + extra_rows };
+            let (frame_width, frame_height) = (resized_width * factor, resized_height * factor);
+            let plan = Letterbox::plan(frame_width, frame_height, target).unwrap();
+            let rgb: Vec<u8> = (0..3 * frame_width * frame_height)
+                .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 24) as u8)
+                .collect();
+            let mut expected = vec![f32::NAN; plan.tensor_len()];
+            fill_reference(&plan, &rgb, &mut expected);
+            let mut resampler = plan.resampler();
+            prop_assert!(resampler.whole_pixels.is_some(), "plan {:?}", plan);
+            let mut fast = vec![f32::NAN; plan.tensor_len()];
+            resampler.fill(&rgb, &mut fast);
+            let same = expected.iter().zip(&fast).all(|(a, b)| a.to_bits() == b.to_bits());
+            prop_assert!(same, "plan {:?}", plan);
+        }
+    }
+
+    #[test]
+    fn camera_sizes_to_640_take_the_whole_pixel_path() {
+        for (width, height) in [(640, 360), (1280, 720), (1920, 1080)] {
+            for shape in [
+                DYNAMIC,
+                InputShape::Fixed {
+                    width: 640,
+                    height: 640,
+                },
+            ] {
+                let plan = Letterbox::plan(width, height, shape).unwrap();
+                assert!(plan.resampler().whole_pixels.is_some(), "{plan:?}");
+            }
+        }
+        let plan = Letterbox::plan(1024, 768, DYNAMIC).unwrap();
+        assert!(plan.resampler().whole_pixels.is_none(), "{plan:?}");
     }
 
     const DYNAMIC: InputShape = InputShape::Dynamic {
