@@ -6,6 +6,7 @@
 //! `tracks.json` when there is one.
 
 mod bench;
+mod calibrate;
 mod eval;
 mod replay;
 
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::bench::{BenchCommand, run_bench_command};
+use crate::calibrate::{CalibrateArgs, run_calibrate_command};
 use crate::eval::{EvalArgs, run_eval_command};
 use crate::replay::{ReplayArgs, run_replay_command};
 
@@ -50,6 +52,9 @@ enum Command {
     Replay(ReplayArgs),
     /// Measure a model's detection accuracy (mAP) on a YOLO-format dataset.
     Eval(EvalArgs),
+    /// Quantize a model to INT8 (Q/DQ ONNX) from calibration images, with an
+    /// accuracy check against the FP32 model.
+    Calibrate(CalibrateArgs),
     /// Measure where the time goes.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -83,6 +88,7 @@ fn classify(error: &anyhow::Error) -> Failure {
         if cause.is::<edgesort_capture::CaptureError>()
             || cause.is::<edgesort_eval::EvalError>()
             || cause.is::<edgesort_bench::BenchError>()
+            || cause.is::<edgesort_calibrate::CalibrateError>()
         {
             return Failure::Input;
         }
@@ -113,6 +119,7 @@ fn main() -> ExitCode {
         }),
         Command::Replay(args) => run_replay_command(args),
         Command::Eval(args) => run_eval_command(args),
+        Command::Calibrate(args) => run_calibrate_command(args),
         Command::Bench(command) => run_bench_command(command),
     };
     match result {

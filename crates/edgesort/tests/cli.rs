@@ -74,6 +74,10 @@ fn an_invalid_config_exits_2_and_names_the_field() {
             "rules.class[4].lane",
         ),
         (("min_hits = 3", "min_hits = 3\nmin_hit = 4"), "min_hit"),
+        (
+            ("max_drop_points = 1.0", "max_drop_points = -1.0"),
+            "calibration.max_drop_points",
+        ),
     ] {
         let config = write_config(dir.path(), |text| {
             assert!(text.contains(edit.0), "{}", edit.0);
@@ -223,4 +227,73 @@ fn eval_prints_machine_readable_accuracy_and_names_a_broken_image() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("val_00001.jpg"), "{stderr}");
+}
+
+/// `edgesort calibrate` with the bundled config (made absolute) in `dir`.
+fn calibrate(dir: &Path, images: &Path, out: &Path, extra: &[&str]) -> Output {
+    let config = write_config(dir, |text| text);
+    let mut args = vec![
+        "calibrate",
+        "--config",
+        config.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    edgesort(&args, dir)
+}
+
+#[test]
+fn calibrating_a_model_that_is_not_yolo_exits_3_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo().join("tests/data/not_yolo.onnx");
+    let images = repo().join("calibration/images");
+    let out = dir.path().join("model.qdq.onnx");
+    let output = calibrate(
+        dir.path(),
+        &images,
+        &out,
+        &["--model", model.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not a YOLOv8 detector"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn calibrating_on_too_few_images_exits_3_and_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(
+        repo().join("calibration/images/calib_00000.jpg"),
+        images.join("calib_00000.jpg"),
+    )
+    .unwrap();
+    std::fs::write(images.join("broken.jpg"), b"\xff\xd8 truncated").unwrap();
+    let out = dir.path().join("model.qdq.onnx");
+    let output = calibrate(dir.path(), &images, &out, &[]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("only 1 usable calibration images")
+            && stderr(&output).contains("(1 unreadable), at least 32 needed"),
+        "{}",
+        stderr(&output)
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|name| !name.to_string_lossy().contains("qdq")
+                && !name.to_string_lossy().starts_with(".partial")),
+        "{left:?}"
+    );
 }

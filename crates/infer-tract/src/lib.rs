@@ -26,7 +26,8 @@ pub struct TractBackend {
     input: Option<Arc<Tensor>>,
     /// Whether `input` was lent out for writing since the last run.
     input_written: bool,
-    output: Option<(Tensor, Vec<usize>)>,
+    /// The last run's outputs, in the order of `io.outputs`.
+    outputs: Vec<(Tensor, Vec<usize>)>,
     executor: Executor,
 }
 
@@ -98,9 +99,35 @@ impl TractBackend {
             plan: None,
             input: None,
             input_written: false,
-            output: None,
+            outputs: Vec::new(),
             executor: Executor::SingleThread,
         })
+    }
+
+    /// Also lends the intermediate tensors `names` after each run, as extra
+    /// outputs: what calibration measures. Tract keeps every output it is
+    /// asked for through its optimisations, so the model's own output is
+    /// computed as before.
+    pub fn observing(mut self, names: &[String]) -> Result<Self, InferError> {
+        let mut outputs: Vec<String> = self
+            .io
+            .outputs
+            .iter()
+            .map(|info| info.name.clone())
+            .collect();
+        outputs.extend(names.iter().cloned());
+        self.model
+            .select_outputs_by_name(&outputs)
+            .map_err(|error| InferError::LoadModel {
+                path: self.path.clone(),
+                reason: format!("cannot observe {names:?}: {error:#}"),
+            })?;
+        self.io.outputs.extend(names.iter().map(|name| TensorInfo {
+            name: name.clone(),
+            shape: None,
+        }));
+        self.plan = None;
+        Ok(self)
     }
 
     /// Runs the model's matrix products on `threads` threads (1: on the
@@ -198,24 +225,36 @@ impl Backend for TractBackend {
             state.run(tvec![input.into_tvalue()])
         })
         .map_err(run_error)?;
-        if outputs.is_empty() {
+        if outputs.len() != self.io.outputs.len() {
             return Err(InferError::Run {
-                reason: "the model produced no output".into(),
+                reason: format!(
+                    "the model produced {} outputs, expected {}",
+                    outputs.len(),
+                    self.io.outputs.len()
+                ),
             });
         }
-        let output = outputs.remove(0).into_tensor();
-        let shape = output.shape().to_vec();
-        self.output = Some((output, shape));
+        self.outputs = outputs
+            .drain(..)
+            .map(|output| {
+                let output = output.into_tensor();
+                let shape = output.shape().to_vec();
+                (output, shape)
+            })
+            .collect();
         Ok(())
     }
 
     fn output(&self, name: &str) -> Result<(&[f32], &[usize]), InferError> {
-        if name != self.io.outputs[0].name {
-            return Err(InferError::UnknownTensor {
+        let index = self
+            .io
+            .outputs
+            .iter()
+            .position(|info| info.name == name)
+            .ok_or_else(|| InferError::UnknownTensor {
                 name: name.to_owned(),
-            });
-        }
-        let (tensor, shape) = self.output.as_ref().ok_or_else(|| InferError::Run {
+            })?;
+        let (tensor, shape) = self.outputs.get(index).ok_or_else(|| InferError::Run {
             reason: "the model has not run yet".into(),
         })?;
         let values = tensor

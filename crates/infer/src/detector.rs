@@ -155,6 +155,11 @@ impl<B: Backend> Detector<B> {
         self.params
     }
 
+    /// The input sizes this detector feeds its model.
+    pub fn input_shape(&self) -> InputShape {
+        self.input_shape
+    }
+
     /// How frames of this size are placed in the model input.
     pub fn letterbox(&self, width: u32, height: u32) -> Result<Letterbox, InferError> {
         Letterbox::plan(width, height, self.input_shape)

@@ -67,6 +67,9 @@ pub struct Config {
     /// Limits that protect the machine.
     #[serde(default)]
     pub safety: SafetyConfig,
+    /// How the box quantizes its model to INT8 on first boot.
+    #[serde(default)]
+    pub calibration: CalibrationConfig,
 }
 
 /// The camera, or a recorded clip standing in for it.
@@ -230,6 +233,47 @@ impl Default for SafetyConfig {
     }
 }
 
+/// How activation ranges are chosen during INT8 calibration.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrationMethod {
+    /// Minimum KL divergence (TensorRT's EntropyCalibration2).
+    Entropy,
+    /// The `percentile` of magnitudes.
+    Percentile,
+    /// The largest magnitude.
+    Max,
+}
+
+/// INT8 calibration settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalibrationConfig {
+    /// How activation ranges are chosen.
+    pub method: CalibrationMethod,
+    /// The percentile method's percentage.
+    pub percentile: f64,
+    /// Conv nodes kept in float besides the box/class decode, as the
+    /// per-layer sensitivity of this model found them.
+    pub float_nodes: Vec<String>,
+    /// Largest mAP50-95 drop (points) the accuracy gate accepts.
+    pub max_drop_points: f64,
+    /// Fewer usable calibration images than this is an error.
+    pub min_images: usize,
+}
+
+impl Default for CalibrationConfig {
+    fn default() -> Self {
+        CalibrationConfig {
+            method: CalibrationMethod::Percentile,
+            percentile: 99.99,
+            float_nodes: Vec::new(),
+            max_drop_points: 1.0,
+            min_images: 32,
+        }
+    }
+}
+
 fn default_confidence() -> f32 {
     0.25
 }
@@ -358,6 +402,17 @@ impl Config {
         }
         if safety.stall_timeout_ms == 0 {
             return Err(invalid("safety.stall_timeout_ms", "must be at least 1 ms"));
+        }
+
+        let calibration = &self.calibration;
+        if !(calibration.percentile > 0.0 && calibration.percentile <= 100.0) {
+            return Err(invalid("calibration.percentile", "must lie in (0, 100]"));
+        }
+        if calibration.max_drop_points.is_nan() || calibration.max_drop_points < 0.0 {
+            return Err(invalid("calibration.max_drop_points", "must be 0 or more"));
+        }
+        if calibration.min_images == 0 {
+            return Err(invalid("calibration.min_images", "must be at least 1"));
         }
 
         self.validate_ejectors()?;

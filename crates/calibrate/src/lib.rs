@@ -1,0 +1,92 @@
+//! On-device INT8 calibration: from an FP32 YOLO ONNX model and a folder of
+//! frames to an explicit-quantization (Q/DQ) ONNX model that TensorRT 8.5,
+//! 8.6 and 10.x build as INT8, plus TensorRT 8.x's implicit calibration
+//! cache for the same ranges.
+//!
+//! 1. [`OnnxModel::plan`] decides where Q/DQ goes: the activation and weight
+//!    inputs of every Conv outside the float set, and, walking back from
+//!    them, the inputs of Concat, residual Add, MaxPool and Resize, which
+//!    TensorRT runs in INT8 when their inputs share one scale.
+//! 2. [`Collector`] runs the FP32 model on each frame, letterboxed as at
+//!    runtime, and adds every planned tensor to a fixed-size [`Histogram`].
+//! 3. A [`Method`] turns each histogram into a range (amax): entropy (as
+//!    TensorRT's EntropyCalibration2), a percentile, or the maximum. Tensors
+//!    that must share a scale take their group's largest range.
+//! 4. [`OnnxModel::with_qdq`] writes the Q/DQ model: int8 zero points, FP32
+//!    scales, per-output-channel symmetric INT8 weights.
+#![deny(missing_docs)]
+
+mod cache;
+mod collect;
+mod error;
+mod graph;
+mod histogram;
+mod run;
+mod scales;
+mod sensitivity;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+pub use cache::{CacheError, read_cache, trt8_version, write_cache};
+pub use collect::Collector;
+pub use error::CalibrateError;
+pub use graph::{OnnxModel, QuantPlan, quantize};
+pub use histogram::{HISTOGRAM_BINS, Histogram};
+pub use run::{
+    FolderCalibration, Settings, TensorRange, calibrate_folder, peak_rss_mib, tensor_ranges,
+};
+pub use scales::{INT8_LEVELS, Method, entropy_bins, percentile_bins};
+pub use sensitivity::{LayerSensitivity, layer_sensitivity};
+
+/// The ranges of one calibration run.
+#[derive(Clone, Debug)]
+pub struct Ranges {
+    /// Range per planned tensor as its own histogram gives it.
+    pub measured: BTreeMap<String, f32>,
+    /// Range per planned tensor after scale sharing: what the model uses.
+    pub shared: BTreeMap<String, f32>,
+}
+
+/// Picks each tensor's range with `method` and applies `plan`'s scale
+/// sharing.
+pub fn ranges(
+    plan: &QuantPlan,
+    histograms: &BTreeMap<String, Histogram>,
+    method: Method,
+) -> Ranges {
+    let measured: BTreeMap<String, f32> = histograms
+        .iter()
+        .map(|(tensor, histogram)| (tensor.clone(), method.amax(histogram)))
+        .collect();
+    let shared = plan.shared_amax(&measured);
+    Ranges { measured, shared }
+}
+
+/// Writes `bytes` to `path` so that a power cut or an interrupted run
+/// leaves either the old file or the new one, never a part: a temporary
+/// file in the same folder, flushed to disk, then renamed over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CalibrateError> {
+    let write_error = |source: std::io::Error| CalibrateError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(&folder)
+        .map_err(write_error)?;
+    file.write_all(bytes).map_err(write_error)?;
+    file.as_file().sync_all().map_err(write_error)?;
+    file.persist(path)
+        .map_err(|error| write_error(error.error))?;
+    // The rename is durable once the folder's entry is.
+    if let Ok(folder) = std::fs::File::open(&folder) {
+        folder.sync_all().map_err(write_error)?;
+    }
+    Ok(())
+}
