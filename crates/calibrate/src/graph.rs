@@ -252,11 +252,14 @@ impl OnnxModel {
         let mut weight_nodes = Vec::new();
         for &conv in &plan.conv_indices {
             let weight_name = old_nodes[conv].input[1].clone();
-            let position = graph
+            // Weights shared by several Convs are converted once.
+            let Some(position) = graph
                 .initializer
                 .iter()
                 .position(|tensor| tensor.name == weight_name)
-                .expect("checked on load");
+            else {
+                continue;
+            };
             let weight = graph.initializer.remove(position);
             let (int8, scales) = quantize_per_channel(&weight);
             let channels = scales.len() as i64;
@@ -738,6 +741,37 @@ mod tests {
             }
             defined.extend(node.output.iter().cloned());
         }
+    }
+
+    #[test]
+    fn models_that_are_not_fp32_or_already_quantized_are_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("model.onnx");
+        let refusal = |proto: &ModelProto| {
+            std::fs::write(&path, proto.encode_to_vec()).unwrap();
+            OnnxModel::load(&path).unwrap_err().to_string()
+        };
+        let mut int8_input = small_detector().proto;
+        let graph = int8_input.graph.as_mut().unwrap();
+        if let Some(type_proto::Value::TensorType(tensor)) =
+            &mut graph.input[0].r#type.as_mut().unwrap().value
+        {
+            tensor.elem_type = DataType::Int8 as i32;
+        }
+        assert!(refusal(&int8_input).contains("input \"x\" is not FP32"));
+
+        let model = small_detector();
+        let plan = model.plan(&[], true);
+        let quantized = model.with_qdq(&plan, &BTreeMap::new());
+        assert!(refusal(&quantized).contains("already quantized"));
+
+        let mut old_opset = small_detector().proto;
+        old_opset.opset_import[0].version = 11;
+        assert!(refusal(&old_opset).contains("opset is 11"));
+
+        std::fs::write(&path, b"not protobuf at all").unwrap();
+        let garbage = OnnxModel::load(&path).unwrap_err().to_string();
+        assert!(garbage.contains("not an ONNX protobuf"), "{garbage}");
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //!    TensorRT runs in INT8 when their inputs share one scale.
 //! 2. [`Collector`] runs the FP32 model on each frame, letterboxed as at
 //!    runtime, and adds every planned tensor to a fixed-size [`Histogram`].
+//!    Frames come from an image folder ([`calibrate_folder`]) or from the
+//!    line's camera, through [`DiverseFrames`], which keeps a bounded set of
+//!    frames that differ from each other.
 //! 3. A [`Method`] turns each histogram into a range (amax): entropy (as
 //!    TensorRT's EntropyCalibration2), a percentile, or the maximum. Tensors
 //!    that must share a scale take their group's largest range.
@@ -23,6 +26,7 @@ mod graph;
 mod histogram;
 mod run;
 mod scales;
+mod select;
 mod sensitivity;
 
 use std::collections::BTreeMap;
@@ -38,6 +42,7 @@ pub use run::{
     FolderCalibration, Settings, TensorRange, calibrate_folder, peak_rss_mib, tensor_ranges,
 };
 pub use scales::{INT8_LEVELS, Method, entropy_bins, percentile_bins};
+pub use select::{DiverseFrames, RgbFrame};
 pub use sensitivity::{LayerSensitivity, layer_sensitivity};
 
 /// The ranges of one calibration run.

@@ -10,7 +10,7 @@ use prost::Message;
 use serde::Serialize;
 
 use crate::collect::Feeder;
-use crate::{CalibrateError, OnnxModel, QuantPlan, write_atomically};
+use crate::{CalibrateError, OnnxModel, QuantPlan, RgbFrame, write_atomically};
 
 /// Anchors whose best class score reaches this in the FP32 output are the
 /// ones the comparison weighs: they become detections.
@@ -35,7 +35,7 @@ pub fn layer_sensitivity(
     model: &OnnxModel,
     plan: &QuantPlan,
     measured: &BTreeMap<String, f32>,
-    frames: &[(u32, u32, Vec<u8>)],
+    frames: &[RgbFrame],
     input_shape: InputShape,
     threads: usize,
     mut progress: impl FnMut(usize, usize),
@@ -89,7 +89,7 @@ type Output = (Vec<f32>, Vec<usize>);
 
 fn outputs(
     backend: TractBackend,
-    frames: &[(u32, u32, Vec<u8>)],
+    frames: &[RgbFrame],
     input_shape: InputShape,
     threads: usize,
 ) -> Result<Vec<Output>, CalibrateError> {

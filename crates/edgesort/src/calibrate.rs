@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use edgesort_calibrate::{
-    Method, Settings, calibrate_folder, layer_sensitivity, peak_rss_mib, tensor_ranges,
+    Method, RgbFrame, Settings, calibrate_folder, layer_sensitivity, peak_rss_mib, tensor_ranges,
     trt8_version, write_atomically, write_cache,
 };
 use edgesort_capture::{decode_jpeg_rgb, list_jpegs};
@@ -357,7 +357,7 @@ fn evaluate_model(
 }
 
 /// The first `count` decodable images of `folder`.
-fn sensitivity_frames(folder: &Path, count: usize) -> Result<Vec<(u32, u32, Vec<u8>)>> {
+fn sensitivity_frames(folder: &Path, count: usize) -> Result<Vec<RgbFrame>> {
     let mut frames = Vec::with_capacity(count);
     for path in list_jpegs(folder)? {
         if frames.len() == count {

@@ -297,3 +297,32 @@ fn calibrating_on_too_few_images_exits_3_and_leaves_no_output() {
         "{left:?}"
     );
 }
+
+#[test]
+fn an_interrupted_calibration_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = repo().join("calibration/images");
+    let out = dir.path().join("model.qdq.onnx");
+    let config = write_config(dir.path(), |text| text);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgesort"))
+        .args(["calibrate", "--config", config.to_str().unwrap()])
+        .args(["--images", images.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // A hundred images take far longer than this to calibrate.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "calibration ended early"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["edgesort.toml"]);
+}

@@ -265,7 +265,7 @@ pub struct CalibrationConfig {
 impl Default for CalibrationConfig {
     fn default() -> Self {
         CalibrationConfig {
-            method: CalibrationMethod::Percentile,
+            method: CalibrationMethod::Max,
             percentile: 99.99,
             float_nodes: Vec::new(),
             max_drop_points: 1.0,
