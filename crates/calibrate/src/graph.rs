@@ -113,6 +113,31 @@ impl OnnxModel {
             .find(|tensor| tensor.name == name)
     }
 
+    /// Refuses float-set entries that name no Conv of this model: a typo in
+    /// the configuration would otherwise quietly quantize the layer it
+    /// meant to protect.
+    pub fn check_float_nodes(
+        &self,
+        path: &Path,
+        float_nodes: &[String],
+    ) -> Result<(), CalibrateError> {
+        for name in float_nodes {
+            if !self
+                .nodes()
+                .iter()
+                .any(|node| node.op_type == "Conv" && node.name == *name)
+            {
+                return Err(CalibrateError::Unsupported {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "its float set names {name:?}, which is not a Conv node of the model"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Names of the graph's real inputs (not initializers).
     pub fn input_names(&self) -> Vec<String> {
         let Some(graph) = &self.proto.graph else {
@@ -772,6 +797,24 @@ mod tests {
         std::fs::write(&path, b"not protobuf at all").unwrap();
         let garbage = OnnxModel::load(&path).unwrap_err().to_string();
         assert!(garbage.contains("not an ONNX protobuf"), "{garbage}");
+    }
+
+    #[test]
+    fn a_float_set_naming_no_conv_is_refused() {
+        let model = small_detector();
+        let path = Path::new("small.onnx");
+        assert!(model.check_float_nodes(path, &["c3".to_owned()]).is_ok());
+        for wrong in ["c33", "silu"] {
+            let error = model
+                .check_float_nodes(path, &[wrong.to_owned()])
+                .unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("{wrong:?}, which is not a Conv")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub fn calibrate_folder(
 ) -> Result<FolderCalibration, CalibrateError> {
     let started = Instant::now();
     let model = OnnxModel::load(model_path)?;
+    model.check_float_nodes(model_path, &settings.float_nodes)?;
     let plan = model.plan(&settings.float_nodes, settings.float_decode);
     let mut paths = list_jpegs(images).map_err(|error| CalibrateError::ListImages {
         path: images.to_owned(),

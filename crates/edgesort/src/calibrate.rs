@@ -165,7 +165,7 @@ pub fn run_calibrate_command(args: CalibrateArgs) -> Result<()> {
         threads: args.threads,
     };
     let progress = bar("calibrating")?;
-    let calibration =
+    let mut calibration =
         calibrate_folder(&model, input_shape, &args.images, &settings, |done, all| {
             progress.set_length(all as u64);
             progress.set_position(done as u64);
@@ -175,7 +175,6 @@ pub fn run_calibrate_command(args: CalibrateArgs) -> Result<()> {
     let calibration_seconds = calibration.seconds;
     let calibration_peak_rss_mib = peak_rss_mib();
 
-    let mut calibration = calibration;
     let mut sensitivity = Vec::new();
     let gate = match &args.val {
         Some(val) => {
