@@ -22,7 +22,7 @@ fn model() -> PathBuf {
 
 fn settings(images: usize) -> Settings {
     Settings {
-        method: Method::Percentile(Method::DEFAULT_PERCENTILE),
+        method: Method::Percentile(99.99),
         max_images: Some(images),
         min_images: images,
         float_nodes: Vec::new(),

@@ -1,7 +1,5 @@
 //! Streaming statistics of one activation tensor.
 
-use serde::Serialize;
-
 /// Bins of every activation histogram, as in TensorRT's entropy calibrator.
 pub const HISTOGRAM_BINS: usize = 2048;
 
@@ -14,7 +12,7 @@ pub const HISTOGRAM_BINS: usize = 2048;
 /// width doubles by merging neighbouring bins pairwise: an exact operation on
 /// counts, so the histogram stays what a fixed-width histogram with the final
 /// width would have counted. Memory is constant in the number of images.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Histogram {
     counts: Vec<u64>,
     bin_width: f32,

@@ -1,7 +1,7 @@
 //! From a histogram to the largest magnitude an INT8 tensor represents
 //! (`amax`; scale = amax / 127).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::histogram::Histogram;
 
@@ -9,7 +9,7 @@ use crate::histogram::Histogram;
 pub const INT8_LEVELS: usize = 128;
 
 /// How an activation's range is chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// The threshold whose INT8 rendering loses the least information:
@@ -22,9 +22,6 @@ pub enum Method {
 }
 
 impl Method {
-    /// The percentile method's usual setting.
-    pub const DEFAULT_PERCENTILE: f64 = 99.99;
-
     /// The range this method picks for `histogram`; 0 when every value was 0.
     pub fn amax(&self, histogram: &Histogram) -> f32 {
         let width = histogram.bin_width();
