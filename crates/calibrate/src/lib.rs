@@ -39,7 +39,8 @@ pub use error::CalibrateError;
 pub use graph::{OnnxModel, QuantPlan, quantize};
 pub use histogram::{HISTOGRAM_BINS, Histogram};
 pub use run::{
-    FolderCalibration, Settings, TensorRange, calibrate_folder, peak_rss_mib, tensor_ranges,
+    FolderCalibration, Settings, TensorRange, calibrate_folder, first_frames, peak_rss_mib,
+    tensor_ranges,
 };
 pub use scales::{INT8_LEVELS, Method, entropy_bins, percentile_bins};
 pub use select::{DiverseFrames, RgbFrame};

@@ -9,7 +9,7 @@ use prost::Message;
 use serde::Serialize;
 use tract_onnx::pb::ModelProto;
 
-use crate::{CalibrateError, Collector, Method, OnnxModel, QuantPlan, Ranges, ranges};
+use crate::{CalibrateError, Collector, Method, OnnxModel, QuantPlan, Ranges, RgbFrame, ranges};
 
 /// What a calibration run may vary.
 #[derive(Clone, Debug)]
@@ -98,20 +98,14 @@ pub fn calibrate_folder(
     let model = OnnxModel::load(model_path)?;
     model.check_float_nodes(model_path, &settings.float_nodes)?;
     let plan = model.plan(&settings.float_nodes, settings.float_decode);
-    let mut paths = list_jpegs(images).map_err(|error| CalibrateError::ListImages {
-        path: images.to_owned(),
-        reason: error.to_string(),
-    })?;
+    let mut paths = list_images(images)?;
     if let Some(limit) = settings.max_images {
         paths.truncate(limit);
     }
     let mut collector = Collector::new(model_path, &plan, input_shape, settings.threads)?;
     let mut skipped = Vec::new();
     for (done, path) in paths.iter().enumerate() {
-        let decoded = std::fs::read(path)
-            .map_err(|error| error.to_string())
-            .and_then(|bytes| decode_jpeg_rgb(&bytes));
-        match decoded {
+        match read_frame(path) {
             Ok((width, height, rgb)) => collector.observe(width, height, &rgb)?,
             Err(reason) => {
                 tracing::warn!(image = %path.display(), %reason, "skipping calibration image");
@@ -140,6 +134,30 @@ pub fn calibrate_folder(
         model,
         settings: settings.clone(),
     })
+}
+
+/// The first `count` readable images of the folder `images`, for measuring
+/// per-layer sensitivity.
+pub fn first_frames(images: &Path, count: usize) -> Result<Vec<RgbFrame>, CalibrateError> {
+    Ok(list_images(images)?
+        .iter()
+        .filter_map(|path| read_frame(path).ok())
+        .take(count)
+        .collect())
+}
+
+fn list_images(images: &Path) -> Result<Vec<PathBuf>, CalibrateError> {
+    list_jpegs(images).map_err(|error| CalibrateError::ListImages {
+        path: images.to_owned(),
+        reason: error.to_string(),
+    })
+}
+
+/// A JPEG file as a packed RGB frame, or why it cannot be one.
+fn read_frame(path: &Path) -> Result<RgbFrame, String> {
+    std::fs::read(path)
+        .map_err(|error| error.to_string())
+        .and_then(|bytes| decode_jpeg_rgb(&bytes))
 }
 
 /// One tensor's line in the report.

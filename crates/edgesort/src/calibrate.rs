@@ -2,10 +2,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use edgesort_calibrate::{
-    Method, RgbFrame, Settings, calibrate_folder, layer_sensitivity, peak_rss_mib, tensor_ranges,
-    trt8_version, write_atomically, write_cache,
+    Method, Settings, calibrate_folder, first_frames, layer_sensitivity, peak_rss_mib,
+    tensor_ranges, trt8_version, write_atomically, write_cache,
 };
-use edgesort_capture::{decode_jpeg_rgb, list_jpegs};
 use edgesort_eval::{Dataset, EVALUATION_PARAMS, Evaluation, Protocol, evaluate};
 use edgesort_infer::Detector;
 use edgesort_infer_tract::TractBackend;
@@ -200,7 +199,7 @@ pub fn run_calibrate_command(args: CalibrateArgs) -> Result<()> {
             };
             let mut outcome = Outcome::Int8;
             if !try_float(&calibration, &mut attempts)? {
-                let frames = sensitivity_frames(&args.images, SENSITIVITY_FRAMES)?;
+                let frames = first_frames(&args.images, SENSITIVITY_FRAMES)?;
                 let progress = bar("measuring per-layer sensitivity")?;
                 sensitivity = layer_sensitivity(
                     &model,
@@ -353,23 +352,6 @@ fn evaluate_model(
     )?;
     progress.finish_and_clear();
     Ok(evaluation)
-}
-
-/// The first `count` decodable images of `folder`.
-fn sensitivity_frames(folder: &Path, count: usize) -> Result<Vec<RgbFrame>> {
-    let mut frames = Vec::with_capacity(count);
-    for path in list_jpegs(folder)? {
-        if frames.len() == count {
-            break;
-        }
-        if let Ok(frame) = std::fs::read(&path)
-            .map_err(|error| error.to_string())
-            .and_then(|bytes| decode_jpeg_rgb(&bytes))
-        {
-            frames.push(frame);
-        }
-    }
-    Ok(frames)
 }
 
 /// `model.qdq.onnx` → `model.qdq.<suffix>`.
