@@ -3,5 +3,8 @@
 mod backend;
 mod calibrate;
 mod common;
+#[path = "../engine_double/mod.rs"]
+mod engine_double;
 mod eval;
+mod provision;
 mod replay;

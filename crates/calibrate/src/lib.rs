@@ -30,8 +30,7 @@ mod select;
 mod sensitivity;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use cache::{CacheError, read_cache, trt8_version, write_cache};
 pub use collect::Collector;
@@ -71,28 +70,10 @@ pub fn ranges(
 }
 
 /// Writes `bytes` to `path` so that a power cut or an interrupted run
-/// leaves either the old file or the new one, never a part: a temporary
-/// file in the same folder, flushed to disk, then renamed over `path`.
+/// leaves either the old file or the new one, never a part.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CalibrateError> {
-    let write_error = |source: std::io::Error| CalibrateError::Write {
+    edgesort_types::write_atomically(path, bytes).map_err(|source| CalibrateError::Write {
         path: path.to_owned(),
         source,
-    };
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let mut file = tempfile::Builder::new()
-        .prefix(".partial-")
-        .tempfile_in(&folder)
-        .map_err(write_error)?;
-    file.write_all(bytes).map_err(write_error)?;
-    file.as_file().sync_all().map_err(write_error)?;
-    file.persist(path)
-        .map_err(|error| write_error(error.error))?;
-    // The rename is durable once the folder's entry is.
-    if let Ok(folder) = std::fs::File::open(&folder) {
-        folder.sync_all().map_err(write_error)?;
-    }
-    Ok(())
+    })
 }

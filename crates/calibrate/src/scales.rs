@@ -1,6 +1,7 @@
 //! From a histogram to the largest magnitude an INT8 tensor represents
 //! (`amax`; scale = amax / 127).
 
+use edgesort_types::config::{CalibrationConfig, CalibrationMethod};
 use serde::Serialize;
 
 use crate::histogram::Histogram;
@@ -22,6 +23,15 @@ pub enum Method {
 }
 
 impl Method {
+    /// The method `[calibration]` in the configuration names.
+    pub fn configured(config: &CalibrationConfig) -> Method {
+        match config.method {
+            CalibrationMethod::Entropy => Method::Entropy,
+            CalibrationMethod::Percentile => Method::Percentile(config.percentile),
+            CalibrationMethod::Max => Method::Max,
+        }
+    }
+
     /// The range this method picks for `histogram`; 0 when every value was 0.
     pub fn amax(&self, histogram: &Histogram) -> f32 {
         let width = histogram.bin_width();

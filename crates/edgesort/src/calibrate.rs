@@ -8,7 +8,7 @@ use edgesort_calibrate::{
 use edgesort_eval::{Dataset, EVALUATION_PARAMS, Evaluation, Protocol, evaluate};
 use edgesort_infer::Detector;
 use edgesort_infer_tract::TractBackend;
-use edgesort_types::config::{CalibrationMethod, Config};
+use edgesort_types::config::Config;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -142,10 +142,9 @@ pub fn run_calibrate_command(args: CalibrateArgs) -> Result<()> {
         Some(MethodArg::Entropy) => Method::Entropy,
         Some(MethodArg::Percentile) => Method::Percentile(percentile),
         Some(MethodArg::Max) => Method::Max,
-        None => match defaults.method {
-            CalibrationMethod::Entropy => Method::Entropy,
-            CalibrationMethod::Percentile => Method::Percentile(percentile),
-            CalibrationMethod::Max => Method::Max,
+        None => match Method::configured(defaults) {
+            Method::Percentile(_) => Method::Percentile(percentile),
+            method => method,
         },
     };
     let max_drop = args.max_drop.unwrap_or(defaults.max_drop_points);

@@ -8,6 +8,7 @@
 mod bench;
 mod calibrate;
 mod eval;
+mod provision;
 mod replay;
 
 use std::path::PathBuf;
@@ -18,6 +19,9 @@ use clap::{Parser, Subcommand};
 use crate::bench::{BenchCommand, run_bench_command};
 use crate::calibrate::{CalibrateArgs, run_calibrate_command};
 use crate::eval::{EvalArgs, run_eval_command};
+use crate::provision::{
+    NotProvisioned, ProvisionArgs, StatusArgs, run_provision_command, run_status_command,
+};
 use crate::replay::{ReplayArgs, run_replay_command};
 
 /// The example configuration in the source tree, used when none is given.
@@ -58,6 +62,11 @@ enum Command {
     /// Measure where the time goes.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// First boot: probe the box, calibrate, build, validate and activate its
+    /// TensorRT engine (resumes after a power cut; `--dry-run` explains).
+    Provision(ProvisionArgs),
+    /// Show provisioning state and the engine in service.
+    Status(StatusArgs),
 }
 
 /// Exit codes a technician's script can act on.
@@ -69,10 +78,16 @@ enum Failure {
     Input = 3,
     /// Anything else: the run itself failed.
     Run = 1,
+    /// No engine is in service: TensorRT or the GPU is missing, or every
+    /// build failed.
+    NotProvisioned = 4,
 }
 
 fn classify(error: &anyhow::Error) -> Failure {
     for cause in error.chain() {
+        if cause.is::<NotProvisioned>() {
+            return Failure::NotProvisioned;
+        }
         if cause.is::<edgesort_types::config::ConfigError>() {
             return Failure::Config;
         }
@@ -121,6 +136,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => run_eval_command(args),
         Command::Calibrate(args) => run_calibrate_command(args),
         Command::Bench(command) => run_bench_command(command),
+        Command::Provision(args) => run_provision_command(args),
+        Command::Status(args) => run_status_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -326,3 +326,81 @@ fn an_interrupted_calibration_leaves_no_output() {
         .collect();
     assert_eq!(left, ["edgesort.toml"]);
 }
+
+/// Without a GPU or TensorRT (this machine, CI), provisioning explains what
+/// it found and why it stops; the dry run succeeds, the real run exits 4 and
+/// leaves the reason in the status file.
+#[test]
+fn provision_explains_why_no_engine_can_be_built_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), |text| text);
+    let data = dir.path().join("data");
+    let args = |extra: &[&'static str]| {
+        let mut args = vec![
+            "provision",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        edgesort(&args, dir.path())
+    };
+
+    let dry = run(args(&["--dry-run"]));
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(
+        stdout.contains("TensorRT:  absent: TensorRT not found: could not load libnvinfer"),
+        "this test expects a machine without TensorRT (CI); found:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("Plan:\n  1. stop: no GPU")
+            || stdout.contains("Plan:\n  1. stop: TensorRT is absent"),
+        "{stdout}"
+    );
+    for expected in [
+        "GPU:       ",
+        "profile:   images min [1, 3, 384, 640] opt [1, 3, 384, 640] max [1, 3, 640, 640]",
+        "precision: int8 (falls back int8 -> fp16 -> fp32)",
+        "the line runs on the CPU backend (tract)",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(!data.exists(), "a dry run writes nothing");
+
+    let real = run(args(&[]));
+    assert_eq!(
+        real.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+    let status = edgesort(
+        &[
+            "status",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("state:    blocked"), "{status}");
+    assert!(
+        status.contains("no GPU") || status.contains("TensorRT is absent"),
+        "{status}"
+    );
+}

@@ -44,3 +44,22 @@ pub trait Backend: Send {
     /// Lends output `name` of the last run, with its shape.
     fn output(&self, name: &str) -> Result<(&[f32], &[usize]), InferError>;
 }
+
+/// A backend chosen at run time (tract or TensorRT) is still a backend.
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn io(&self) -> &ModelIo {
+        (**self).io()
+    }
+
+    fn input_mut(&mut self, name: &str, shape: &[usize]) -> Result<&mut [f32], InferError> {
+        (**self).input_mut(name, shape)
+    }
+
+    fn run(&mut self) -> Result<(), InferError> {
+        (**self).run()
+    }
+
+    fn output(&self, name: &str) -> Result<(&[f32], &[usize]), InferError> {
+        (**self).output(name)
+    }
+}

@@ -70,6 +70,9 @@ pub struct Config {
     /// How the box quantizes its model to INT8 on first boot.
     #[serde(default)]
     pub calibration: CalibrationConfig,
+    /// How the box builds, checks and keeps its TensorRT engine.
+    #[serde(default)]
+    pub engine: EngineConfig,
 }
 
 /// The camera, or a recorded clip standing in for it.
@@ -274,6 +277,104 @@ impl Default for CalibrationConfig {
     }
 }
 
+/// Numeric precision of a TensorRT engine.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// INT8 from the Q/DQ model the box calibrates for itself.
+    Int8,
+    /// Half precision.
+    Fp16,
+    /// Full precision.
+    Fp32,
+}
+
+impl Precision {
+    /// The precisions tried, in order, when this one is asked for: a build
+    /// that fails or disagrees with the CPU reference falls back to the next.
+    pub fn fallback_chain(self) -> &'static [Precision] {
+        match self {
+            Precision::Int8 => &[Precision::Int8, Precision::Fp16, Precision::Fp32],
+            Precision::Fp16 => &[Precision::Fp16, Precision::Fp32],
+            Precision::Fp32 => &[Precision::Fp32],
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Precision::Int8 => "int8",
+            Precision::Fp16 => "fp16",
+            Precision::Fp32 => "fp32",
+        })
+    }
+}
+
+/// Whether the engine runs on a deep-learning accelerator.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DlaUse {
+    /// DLA core 0 with GPU fallback where the board has DLA (AGX Orin, Orin
+    /// NX); the GPU alone elsewhere (Orin Nano).
+    Auto,
+    /// The GPU alone.
+    Off,
+}
+
+/// TensorRT engine settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// The precision asked for; see [`Precision::fallback_chain`].
+    pub precision: Precision,
+    /// The data partition: engine cache, timing cache, calibrated model and
+    /// provisioning state live here so that an A/B update keeps them.
+    pub data_dir: PathBuf,
+    /// Stills the box calibrates INT8 on.
+    pub calibration_images: PathBuf,
+    /// Stills every new engine is checked on against the CPU reference.
+    pub validation_images: PathBuf,
+    /// How many of `validation_images` are used.
+    pub validation_count: usize,
+    /// Share of the reference's detections the engine must find (same class,
+    /// IoU at least `validation_iou`).
+    pub min_recall: f64,
+    /// Largest share of the engine's detections the reference does not have.
+    pub max_extra: f64,
+    /// IoU at which an engine box matches a reference box.
+    pub validation_iou: f32,
+    /// DLA use.
+    pub dla: DlaUse,
+    /// Builder workspace limit; chosen from the board's free memory when
+    /// left out.
+    pub workspace_mib: Option<u64>,
+    /// Engines kept in the cache, the active one included, so that rolling
+    /// an update back finds its engine still built.
+    pub keep_engines: usize,
+    /// Replay each inference as a captured CUDA graph.
+    pub cuda_graph: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            precision: Precision::Int8,
+            data_dir: PathBuf::from("/var/lib/edgesort"),
+            calibration_images: PathBuf::from("/usr/share/edgesort/calibration/images"),
+            validation_images: PathBuf::from("/usr/share/edgesort/calibration/images"),
+            validation_count: 16,
+            min_recall: 0.95,
+            max_extra: 0.05,
+            validation_iou: 0.5,
+            dla: DlaUse::Auto,
+            workspace_mib: None,
+            keep_engines: 3,
+            cuda_graph: true,
+        }
+    }
+}
+
 fn default_confidence() -> f32 {
     0.25
 }
@@ -339,6 +440,9 @@ impl Config {
             &mut self.camera.replay,
             &mut self.model.path,
             &mut self.store.path,
+            &mut self.engine.data_dir,
+            &mut self.engine.calibration_images,
+            &mut self.engine.validation_images,
         ] {
             if path.is_relative() {
                 *path = base.join(&*path);
@@ -413,6 +517,29 @@ impl Config {
         }
         if calibration.min_images == 0 {
             return Err(invalid("calibration.min_images", "must be at least 1"));
+        }
+
+        let engine = &self.engine;
+        if engine.validation_count == 0 {
+            return Err(invalid("engine.validation_count", "must be at least 1"));
+        }
+        if !(engine.min_recall > 0.0 && engine.min_recall <= 1.0) {
+            return Err(invalid("engine.min_recall", "must lie in (0, 1]"));
+        }
+        if !(0.0..1.0).contains(&engine.max_extra) {
+            return Err(invalid("engine.max_extra", "must lie in [0, 1)"));
+        }
+        if !(engine.validation_iou > 0.0 && engine.validation_iou < 1.0) {
+            return Err(invalid("engine.validation_iou", "must lie in (0, 1)"));
+        }
+        if engine.workspace_mib == Some(0) {
+            return Err(invalid("engine.workspace_mib", "must be at least 1 MiB"));
+        }
+        if engine.keep_engines == 0 {
+            return Err(invalid(
+                "engine.keep_engines",
+                "must be at least 1 (the active engine)",
+            ));
         }
 
         self.validate_ejectors()?;
@@ -613,6 +740,10 @@ mod tests {
         );
         assert!(error_for(|c| c.model.input_size = 600).contains("model.input_size"));
         assert!(error_for(|c| c.safety.max_pulse_ms = 5000).contains("safety.max_pulse_ms"));
+        assert!(error_for(|c| c.engine.min_recall = 1.5).contains("engine.min_recall"));
+        assert!(error_for(|c| c.engine.max_extra = f64::NAN).contains("engine.max_extra"));
+        assert!(error_for(|c| c.engine.keep_engines = 0).contains("engine.keep_engines"));
+        assert!(error_for(|c| c.engine.workspace_mib = Some(0)).contains("engine.workspace_mib"));
         assert!(
             error_for(|c| {
                 let mut second = c.ejectors[0].clone();

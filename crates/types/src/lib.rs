@@ -7,11 +7,13 @@
 //! of it, with validation that names the offending field.
 #![deny(missing_docs)]
 
+mod atomic_file;
 pub mod config;
 mod detection;
 mod frame;
 mod time;
 
+pub use atomic_file::{PARTIAL_PREFIX, sync_folder, write_atomically};
 pub use detection::{BoundingBox, ClassId, Detection};
 pub use frame::Frame;
 pub use time::{Clock, ManualClock, MonotonicClock, Timestamp};
