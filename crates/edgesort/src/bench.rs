@@ -15,6 +15,50 @@ const SHARED_WIDE_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../sh
 pub enum BenchCommand {
     /// Time every pipeline stage per frame (p50, p99, max) on recorded clips.
     Pipeline(PipelineArgs),
+    /// Time the GPU pre- and post-processing kernels with CUDA events, against
+    /// their floors and the CPU path (needs an NVIDIA GPU).
+    Gpu(GpuArgs),
+}
+
+#[derive(clap::Args)]
+pub struct GpuArgs {
+    /// Timed runs per stage, after a warm-up.
+    #[arg(long, default_value_t = 1000)]
+    pub runs: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn run_gpu_bench(args: GpuArgs) -> Result<()> {
+    let gpu = edgesort_infer_cuda::Gpu::open(0)?;
+    let report = edgesort_infer_cuda::bench_gpu(&gpu, args.runs.max(1))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("{}: {} runs per stage", report.gpu, report.runs);
+    println!(
+        "device copy bandwidth {:.0} GB/s (read + write), one launch {:.1} us",
+        report.bandwidth_gb_s, report.launch_us
+    );
+    println!(
+        "{:<100} {:>9} {:>9} {:>9} {:>10} {:>8}",
+        "stage", "median us", "p99 us", "floor us", "CPU us", "target"
+    );
+    let show = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    for stage in &report.stages {
+        println!(
+            "{:<100} {:>9.1} {:>9.1} {:>9} {:>10} {:>8}",
+            stage.stage,
+            stage.median_us,
+            stage.p99_us,
+            show(stage.floor_us),
+            show(stage.cpu_median_us),
+            show(stage.target_us)
+        );
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -39,7 +83,10 @@ pub struct PipelineArgs {
 }
 
 pub fn run_bench_command(command: BenchCommand) -> Result<()> {
-    let BenchCommand::Pipeline(args) = command;
+    let args = match command {
+        BenchCommand::Pipeline(args) => args,
+        BenchCommand::Gpu(args) => return run_gpu_bench(args),
+    };
     let config = Config::load(&args.config)?;
     let threads = args
         .threads

@@ -11,9 +11,11 @@ mod atomic_file;
 pub mod config;
 mod detection;
 mod frame;
+mod pixel;
 mod time;
 
 pub use atomic_file::{PARTIAL_PREFIX, sync_folder, write_atomically};
 pub use detection::{BoundingBox, ClassId, Detection};
 pub use frame::Frame;
+pub use pixel::{FrameLayout, PixelFormat, yuv_to_rgb};
 pub use time::{Clock, ManualClock, MonotonicClock, Timestamp};

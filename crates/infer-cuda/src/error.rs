@@ -1,0 +1,38 @@
+/// What went wrong on the GPU.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    /// No CUDA driver could be loaded.
+    #[error(
+        "no CUDA driver: libcuda.so could not be loaded (no NVIDIA GPU driver on this machine)"
+    )]
+    NoDriver,
+    /// No NVRTC library could be loaded to compile the kernels.
+    #[error(
+        "no NVRTC: libnvrtc.so could not be loaded (install the CUDA toolkit's NVRTC, or add /usr/local/cuda/lib64 to LD_LIBRARY_PATH)"
+    )]
+    NoNvrtc,
+    /// A CUDA driver call failed.
+    #[error("CUDA {action}: {source:?}")]
+    Driver {
+        /// What was being done.
+        action: &'static str,
+        /// The driver's error.
+        source: cudarc::driver::DriverError,
+    },
+    /// NVRTC refused the kernels.
+    #[error("compiling the kernels for {arch}: {message}")]
+    Compile {
+        /// The target architecture.
+        arch: String,
+        /// NVRTC's log.
+        message: String,
+    },
+    /// A frame or tensor shape the kernels cannot serve.
+    #[error("{0}")]
+    Geometry(String),
+}
+
+/// Wraps a driver error with what was being done.
+pub(crate) fn driver(action: &'static str) -> impl Fn(cudarc::driver::DriverError) -> GpuError {
+    move |source| GpuError::Driver { action, source }
+}

@@ -1,0 +1,137 @@
+use std::sync::Arc;
+
+use cudarc::driver::sys::CUdevice_attribute;
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
+use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+
+use crate::GpuError;
+use crate::error::driver;
+
+const KERNELS: &str = include_str!("../kernels/prepost.cu");
+
+/// Where buffers the CPU also touches (camera frames, results) live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryMode {
+    /// Device memory, with asynchronous copies on the stream: discrete GPUs.
+    Device,
+    /// Pinned host memory mapped into the GPU's address space, read and
+    /// written in place with no copy: Jetson, whose CPU and GPU share DRAM.
+    Mapped,
+}
+
+/// One GPU: its context, a stream, and the kernels compiled for it.
+pub struct Gpu {
+    pub(crate) context: Arc<CudaContext>,
+    pub(crate) stream: Arc<CudaStream>,
+    pub(crate) letterbox: CudaFunction,
+    pub(crate) decode: CudaFunction,
+    pub(crate) rank: CudaFunction,
+    pub(crate) scatter: CudaFunction,
+    pub(crate) overlaps: CudaFunction,
+    pub(crate) suppress: CudaFunction,
+    pub(crate) noop: CudaFunction,
+    pub(crate) spin: CudaFunction,
+    name: String,
+    compute_capability: (i32, i32),
+    integrated: bool,
+}
+
+impl Gpu {
+    /// Opens GPU `ordinal` and compiles the kernels for it with NVRTC.
+    pub fn open(ordinal: usize) -> Result<Arc<Self>, GpuError> {
+        // cudarc panics when a library is missing; ask first.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(GpuError::NoDriver);
+        }
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            return Err(GpuError::NoNvrtc);
+        }
+        let context = CudaContext::new(ordinal).map_err(driver("open the device"))?;
+        let attribute = |which| {
+            context
+                .attribute(which)
+                .map_err(driver("read a device attribute"))
+        };
+        let compute_capability = (
+            attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        );
+        let integrated = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_INTEGRATED)? != 0;
+        let name = context.name().map_err(driver("read the device name"))?;
+        // The arch string must be 'static; one per process and device is
+        // a few bytes.
+        let arch: &'static str = Box::leak(
+            format!("compute_{}{}", compute_capability.0, compute_capability.1).into_boxed_str(),
+        );
+        let options = CompileOptions {
+            // Fused multiply-adds would round differently from the CPU
+            // reference; the kernels are memory-bound, so they cost nothing.
+            fmad: Some(false),
+            ftz: Some(false),
+            prec_div: Some(true),
+            prec_sqrt: Some(true),
+            arch: Some(arch),
+            ..Default::default()
+        };
+        let ptx = compile_ptx_with_opts(KERNELS, options).map_err(|error| GpuError::Compile {
+            arch: arch.to_owned(),
+            message: error.to_string(),
+        })?;
+        let module = context
+            .load_module(ptx)
+            .map_err(driver("load the kernels"))?;
+        let function = |name| module.load_function(name).map_err(driver("find a kernel"));
+        let stream = context.new_stream().map_err(driver("create a stream"))?;
+        Ok(Arc::new(Gpu {
+            letterbox: function("letterbox")?,
+            decode: function("decode")?,
+            rank: function("rank")?,
+            scatter: function("scatter")?,
+            overlaps: function("overlaps")?,
+            suppress: function("suppress")?,
+            noop: function("noop")?,
+            spin: function("spin")?,
+            context,
+            stream,
+            name,
+            compute_capability,
+            integrated,
+        }))
+    }
+
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Compute capability, e.g. (8, 7) on Orin.
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.compute_capability
+    }
+
+    /// Whether the GPU shares memory with the CPU (Jetson).
+    pub fn is_integrated(&self) -> bool {
+        self.integrated
+    }
+
+    /// Mapped memory on an integrated GPU, device memory otherwise.
+    pub fn default_memory(&self) -> MemoryMode {
+        if self.integrated {
+            MemoryMode::Mapped
+        } else {
+            MemoryMode::Device
+        }
+    }
+
+    /// The stream every kernel and copy of this GPU runs on, in order.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Waits for everything enqueued so far.
+    pub fn synchronize(&self) -> Result<(), GpuError> {
+        self.stream
+            .synchronize()
+            .map_err(driver("wait for the stream"))
+    }
+}

@@ -1,0 +1,34 @@
+//! GPU pre- and post-processing with cudarc, so that frame-to-detections
+//! costs the engine's time plus tens of microseconds.
+//!
+//! - [`Gpu::open`] compiles the kernels (`kernels/prepost.cu`) for the
+//!   device with NVRTC at start, with fused multiply-adds off so that every
+//!   result matches the CPU reference bit for bit.
+//! - [`GpuLetterbox`] goes from a camera frame (RGB, BGR, YUYV or NV12, any
+//!   row stride) to the engine's planar input tensor (FP32 or FP16) in one
+//!   kernel: format conversion, bilinear resize with half-pixel centres,
+//!   grey padding.
+//! - [`GpuDecoder`] turns the `(4 + classes) x anchors` output into the
+//!   detections `decode_yolo` and `non_max_suppression` give on the CPU:
+//!   decode, a rank sort, a bitmask of which earlier box overlaps which, and
+//!   greedy suppression settled in parallel rounds.
+//! - [`MemoryMode::Mapped`] (the default on Jetson, whose GPU shares DRAM)
+//!   has the camera write and the CPU read pinned host memory the GPU maps:
+//!   no copies. [`MemoryMode::Device`] (discrete GPUs) copies on the stream.
+//!
+//! Everything runs in order on the [`Gpu`]'s one stream.
+#![deny(missing_docs)]
+
+mod bench;
+mod error;
+mod gpu;
+mod memory;
+mod postprocess;
+mod preprocess;
+
+pub use bench::{GpuBenchReport, StageTiming, bench_gpu};
+pub use error::GpuError;
+pub use gpu::{Gpu, MemoryMode};
+pub use memory::{DeviceBuffer, HostBuffer, SharedBuffer};
+pub use postprocess::GpuDecoder;
+pub use preprocess::{GpuLetterbox, TensorType};
