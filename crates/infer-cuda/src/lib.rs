@@ -29,6 +29,6 @@ mod preprocess;
 pub use bench::{GpuBenchReport, StageTiming, bench_gpu};
 pub use error::GpuError;
 pub use gpu::{Gpu, MemoryMode};
-pub use memory::{DeviceBuffer, HostBuffer, SharedBuffer};
+pub use memory::DeviceBuffer;
 pub use postprocess::GpuDecoder;
 pub use preprocess::{GpuLetterbox, TensorType};
