@@ -40,14 +40,3 @@ pub struct Manifest {
     /// The edgesort version that built it.
     pub edgesort_version: String,
 }
-
-impl Manifest {
-    /// The state a technician reads: validated, rejected or pending.
-    pub fn validation_state(&self) -> &'static str {
-        match &self.validation {
-            None => "not yet validated",
-            Some(report) if report.passed => "validated",
-            Some(_) => "rejected by validation",
-        }
-    }
-}

@@ -202,11 +202,6 @@ impl ReferenceDetections {
             self.thresholds,
         ))
     }
-
-    /// The reference's detections, per frame.
-    pub fn detections(&self) -> &[Vec<Detection>] {
-        &self.detections
-    }
 }
 
 fn detect_all(

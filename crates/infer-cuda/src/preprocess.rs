@@ -56,12 +56,10 @@ unsafe impl DeviceRepr for LetterboxParams {}
 /// padding, planar FP32 or FP16.
 pub struct GpuLetterbox {
     gpu: Arc<Gpu>,
-    layout: FrameLayout,
     plan: Letterbox,
     params: LetterboxParams,
     frame: SharedBuffer,
     tensor: DeviceBuffer,
-    tensor_type: TensorType,
 }
 
 impl GpuLetterbox {
@@ -114,26 +112,14 @@ impl GpuLetterbox {
             frame: SharedBuffer::new(&gpu.context, layout.byte_len(), memory)?,
             tensor: DeviceBuffer::new(&gpu.context, plan.tensor_len() * tensor_type.bytes())?,
             gpu: gpu.clone(),
-            layout,
             plan,
             params,
-            tensor_type,
         })
     }
 
     /// Where the camera writes the next frame (`layout.byte_len()` bytes).
     pub fn frame_mut(&mut self) -> &mut [u8] {
         self.frame.host_mut()
-    }
-
-    /// The frame's layout.
-    pub fn layout(&self) -> FrameLayout {
-        self.layout
-    }
-
-    /// The letterbox plan.
-    pub fn plan(&self) -> &Letterbox {
-        &self.plan
     }
 
     /// Whether the kernel reads the frame in place (no copy).
@@ -144,11 +130,6 @@ impl GpuLetterbox {
     /// The engine input tensor the kernel writes, on the device.
     pub fn tensor(&self) -> &DeviceBuffer {
         &self.tensor
-    }
-
-    /// The element type written.
-    pub fn tensor_type(&self) -> TensorType {
-        self.tensor_type
     }
 
     /// Enqueues the frame's upload (discrete GPUs) and the kernel.

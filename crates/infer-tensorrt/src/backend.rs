@@ -42,6 +42,9 @@ pub enum TensorRtBackendError {
     /// The CUDA driver failed.
     #[error("CUDA: {0:?}")]
     Cuda(cudarc::driver::DriverError),
+    /// libcuda could not be loaded.
+    #[error("no CUDA driver: libcuda.so could not be loaded")]
+    NoCudaDriver,
     /// Stream capture produced no graph.
     #[error("CUDA graph capture produced no graph")]
     EmptyGraph,
@@ -90,6 +93,10 @@ impl TensorRtBackend {
         // SAFETY: the context borrows the engine, which is boxed (its
         // address never moves) and dropped after the context (field order).
         let context: Context<'static> = unsafe { std::mem::transmute(context) };
+        // cudarc panics when it cannot load libcuda; ask first.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(TensorRtBackendError::NoCudaDriver);
+        }
         let stream = CudaContext::new(0)
             .and_then(|cuda| cuda.new_stream())
             .map_err(TensorRtBackendError::Cuda)?;

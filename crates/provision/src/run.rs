@@ -315,16 +315,6 @@ impl<'a> Provisioner<'a> {
         self.inputs.spec.key()
     }
 
-    /// The engine wanted.
-    pub fn spec(&self) -> &EngineSpec {
-        &self.inputs.spec
-    }
-
-    /// The engine cache.
-    pub fn cache(&self) -> &EngineCache {
-        &self.cache
-    }
-
     /// Reads what is on disk now.
     pub fn facts(&self) -> Facts {
         let key = self.key();
