@@ -6,6 +6,14 @@ pub enum GpuError {
         "no CUDA driver: libcuda.so could not be loaded (no NVIDIA GPU driver on this machine)"
     )]
     NoDriver,
+    /// The driver has no GPU of that number.
+    #[error("the CUDA driver reports {count} GPUs, so there is no GPU {ordinal}")]
+    NoDevice {
+        /// The GPU asked for.
+        ordinal: usize,
+        /// GPUs the driver knows.
+        count: i32,
+    },
     /// No NVRTC library could be loaded to compile the kernels.
     #[error(
         "no NVRTC: libnvrtc.so could not be loaded (install the CUDA toolkit's NVRTC, or add /usr/local/cuda/lib64 to LD_LIBRARY_PATH)"

@@ -19,6 +19,56 @@ pub enum MemoryMode {
     Mapped,
 }
 
+/// What the driver says about a GPU, without opening a context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Device name.
+    pub name: String,
+    /// Compute capability, e.g. (8, 7) on Orin.
+    pub compute_capability: (i32, i32),
+    /// Device memory (on Jetson, the memory shared with the CPU).
+    pub memory_bytes: u64,
+    /// Whether the GPU shares memory with the CPU (Jetson).
+    pub integrated: bool,
+    /// CUDA driver API version, e.g. 13000 for 13.0.
+    pub driver_version: i32,
+}
+
+/// Asks the CUDA driver (loaded at run time) about GPU `ordinal`.
+pub fn probe_device(ordinal: usize) -> Result<DeviceInfo, GpuError> {
+    use cudarc::driver::result;
+
+    // cudarc panics when it cannot load libcuda; ask first.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(GpuError::NoDriver);
+    }
+    result::init().map_err(driver("initialise the driver"))?;
+    let count = result::device::get_count().map_err(driver("count the devices"))?;
+    if usize::try_from(count).unwrap_or(0) <= ordinal {
+        return Err(GpuError::NoDevice { ordinal, count });
+    }
+    let device = result::device::get(ordinal as i32).map_err(driver("open the device"))?;
+    // SAFETY: `device` is a valid handle from the driver.
+    let attribute = |which| unsafe { result::device::get_attribute(device, which) };
+    let attribute = |which| attribute(which).map_err(driver("read a device attribute"));
+    let mut driver_version = 0;
+    // SAFETY: writes one int.
+    unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver_version) }
+        .result()
+        .map_err(driver("read the driver version"))?;
+    Ok(DeviceInfo {
+        name: result::device::get_name(device).map_err(driver("read the device name"))?,
+        compute_capability: (
+            attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        ),
+        memory_bytes: unsafe { result::device::total_mem(device) }
+            .map_err(driver("read the device memory"))? as u64,
+        integrated: attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_INTEGRATED)? != 0,
+        driver_version,
+    })
+}
+
 /// One GPU: its context, a stream, and the kernels compiled for it.
 pub struct Gpu {
     pub(crate) context: Arc<CudaContext>,
@@ -31,33 +81,19 @@ pub struct Gpu {
     pub(crate) suppress: CudaFunction,
     pub(crate) noop: CudaFunction,
     pub(crate) spin: CudaFunction,
-    name: String,
-    compute_capability: (i32, i32),
-    integrated: bool,
+    device: DeviceInfo,
 }
 
 impl Gpu {
     /// Opens GPU `ordinal` and compiles the kernels for it with NVRTC.
     pub fn open(ordinal: usize) -> Result<Arc<Self>, GpuError> {
-        // cudarc panics when a library is missing; ask first.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
-            return Err(GpuError::NoDriver);
-        }
+        let device = probe_device(ordinal)?;
+        // cudarc panics when NVRTC is missing; ask first.
         if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
             return Err(GpuError::NoNvrtc);
         }
         let context = CudaContext::new(ordinal).map_err(driver("open the device"))?;
-        let attribute = |which| {
-            context
-                .attribute(which)
-                .map_err(driver("read a device attribute"))
-        };
-        let compute_capability = (
-            attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
-            attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
-        );
-        let integrated = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_INTEGRATED)? != 0;
-        let name = context.name().map_err(driver("read the device name"))?;
+        let compute_capability = device.compute_capability;
         // The arch string must be 'static; one per process and device is
         // a few bytes.
         let arch: &'static str = Box::leak(
@@ -93,30 +129,28 @@ impl Gpu {
             spin: function("spin")?,
             context,
             stream,
-            name,
-            compute_capability,
-            integrated,
+            device,
         }))
     }
 
     /// The device's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.device.name
     }
 
     /// Compute capability, e.g. (8, 7) on Orin.
     pub fn compute_capability(&self) -> (i32, i32) {
-        self.compute_capability
+        self.device.compute_capability
     }
 
     /// Whether the GPU shares memory with the CPU (Jetson).
     pub fn is_integrated(&self) -> bool {
-        self.integrated
+        self.device.integrated
     }
 
     /// Mapped memory on an integrated GPU, device memory otherwise.
     pub fn default_memory(&self) -> MemoryMode {
-        if self.integrated {
+        if self.device.integrated {
             MemoryMode::Mapped
         } else {
             MemoryMode::Device

@@ -28,7 +28,7 @@ mod preprocess;
 
 pub use bench::{GpuBenchReport, StageTiming, bench_gpu};
 pub use error::GpuError;
-pub use gpu::{Gpu, MemoryMode};
+pub use gpu::{DeviceInfo, Gpu, MemoryMode, probe_device};
 pub use memory::DeviceBuffer;
 pub use postprocess::GpuDecoder;
 pub use preprocess::{GpuLetterbox, TensorType};

@@ -104,45 +104,21 @@ pub fn probe(files: &SystemFiles) -> BoxFacts {
     }
 }
 
-/// Asks the CUDA driver (loaded at run time by cudarc) about device 0.
+/// Asks the CUDA driver (loaded at run time) about GPU 0.
 pub fn probe_gpu() -> Result<GpuInfo, String> {
-    use cudarc::driver::result;
-    use cudarc::driver::sys::CUdevice_attribute;
-
-    // cudarc panics when it cannot load libcuda; ask first.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(
-            "no CUDA driver: libcuda.so could not be loaded (no NVIDIA GPU driver on this machine)"
-                .into(),
-        );
-    }
-    fn failed(what: &'static str) -> impl Fn(result::DriverError) -> String {
-        move |error| format!("CUDA driver: {what}: {error:?}")
-    }
-    result::init().map_err(failed("init"))?;
-    let count = result::device::get_count().map_err(failed("device count"))?;
-    if count == 0 {
-        return Err("the CUDA driver reports no GPU".into());
-    }
-    let device = result::device::get(0).map_err(failed("device 0"))?;
-    let name = result::device::get_name(device).map_err(failed("name"))?;
-    let attribute = |which| unsafe { result::device::get_attribute(device, which) };
-    let major = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
-        .map_err(failed("compute capability"))?;
-    let minor = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
-        .map_err(failed("compute capability"))?;
-    let memory_bytes =
-        unsafe { result::device::total_mem(device) }.map_err(failed("memory"))? as u64;
-    let mut version = 0;
-    unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut version) }
-        .result()
-        .map_err(failed("driver version"))?;
-    let driver = format!("{}.{}", version / 1000, version % 1000 / 10);
+    let device = edgesort_infer_cuda::probe_device(0).map_err(|error| error.to_string())?;
     Ok(GpuInfo {
-        name,
-        compute_capability: format!("{major}.{minor}"),
-        memory_bytes,
-        driver,
+        name: device.name,
+        compute_capability: format!(
+            "{}.{}",
+            device.compute_capability.0, device.compute_capability.1
+        ),
+        memory_bytes: device.memory_bytes,
+        driver: format!(
+            "{}.{}",
+            device.driver_version / 1000,
+            device.driver_version % 1000 / 10
+        ),
     })
 }
 
