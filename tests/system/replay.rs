@@ -5,7 +5,7 @@ use crate::common;
 
 use std::sync::{Arc, Mutex};
 
-use edgesort_actuate::{SimulatedInput, SimulatedPin};
+use edgesort_actuate::SimulatedPin;
 use edgesort_pipeline::{Pacing, RunReport, run_replay};
 use edgesort_score::{GroundTruth, ScoredDecision, score};
 use edgesort_store::Store;
@@ -30,7 +30,6 @@ fn replay(config: &Config) -> Replay {
                 .push((ejector.lane.clone(), pin.clone()));
             pin
         },
-        None::<SimulatedInput>,
         Pacing::AsFastAsPossible,
     )
     .expect("replay runs");

@@ -1,31 +1,37 @@
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use edgesort_types::Timestamp;
-use embedded_hal::digital::{InputPin, OutputPin};
+use embedded_hal::digital::OutputPin;
 
-use crate::ActuateError;
+use crate::belt::BeltMotion;
+use crate::estop::{EstopLatch, ResetRefused};
+use crate::{ActuateError, EjectorSpec, Limits};
 
-/// A pulse to fire for one part.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A pulse to fire for one part, planned by distance: the part's centre was
+/// `distance_mm` upstream of the ejector at `seen_at`.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PulseRequest {
     /// The part it is for.
     pub part_id: u64,
     /// Index of the ejector.
     pub ejector: usize,
-    /// When the rising edge is due.
-    pub fire_at: Timestamp,
+    /// When the part was last seen.
+    pub seen_at: Timestamp,
+    /// How far it then was from the ejector, along the belt.
+    pub distance_mm: f64,
     /// How long the output stays high.
     pub duration: Duration,
 }
 
-/// What became of a pulse request.
+/// What became of a pulse request. Every request gets exactly one outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The output went high at `actual`.
+    /// The output was driven high for the part at `actual` (or already was,
+    /// for a pulse merged into its neighbour).
     Fired {
-        /// When the rising edge was driven.
+        /// When.
         actual: Timestamp,
     },
     /// The request came after its part had passed the ejector.
@@ -34,6 +40,12 @@ pub enum Outcome {
     Stalled,
     /// Dropped or refused because the e-stop was active.
     EmergencyStop,
+    /// Refused because the valve had used its duty cycle.
+    DutyLimit,
+    /// Refused because the scheduler's queue was full.
+    QueueFull,
+    /// Dropped because the ejectors were shut down first.
+    Shutdown,
 }
 
 impl Outcome {
@@ -44,12 +56,15 @@ impl Outcome {
             Outcome::Late => "late",
             Outcome::Stalled => "stalled",
             Outcome::EmergencyStop => "estop",
+            Outcome::DutyLimit => "duty_limit",
+            Outcome::QueueFull => "queue_full",
+            Outcome::Shutdown => "shutdown",
         }
     }
 }
 
 /// The outcome of one request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PulseReport {
     /// The request.
     pub request: PulseRequest,
@@ -57,81 +72,125 @@ pub struct PulseReport {
     pub outcome: Outcome,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Action {
-    /// Drive low if the output's high period has ended.
-    Fall,
-    /// Drive high for the request.
-    Rise(PulseRequest),
-}
-
-/// A due edge; events run in time order, ties in the order they were queued.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Event {
-    at: Timestamp,
+/// A queued rising edge, due when the belt reaches `target_mm`.
+#[derive(Clone, Copy, Debug)]
+struct Rise {
+    target_mm: f64,
     order: u64,
-    ejector: usize,
-    action: Action,
+    request: PulseRequest,
 }
 
-impl Ord for Event {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.order).cmp(&(other.at, other.order))
+impl Ord for Rise {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.target_mm
+            .total_cmp(&other.target_mm)
+            .then(self.order.cmp(&other.order))
     }
 }
 
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+impl PartialOrd for Rise {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
+impl PartialEq for Rise {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Rise {}
+
+/// A falling edge due at `at` for the high period that began at `since`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Fall {
+    at: Timestamp,
+    ejector: usize,
+    since: Timestamp,
+}
+
+/// Open-valve time a valve may still spend: refills at its duty share of
+/// real time, up to one second's worth.
+#[derive(Clone, Copy, Debug)]
+struct DutyBudget {
+    share: f64,
+    available_ns: f64,
+    updated: Timestamp,
+}
+
+impl DutyBudget {
+    const WINDOW_NS: f64 = 1e9;
+
+    fn new(share: f64) -> Self {
+        DutyBudget {
+            share,
+            available_ns: share * Self::WINDOW_NS,
+            updated: Timestamp::ZERO,
+        }
+    }
+
+    fn take(&mut self, on_time: Duration, now: Timestamp) -> bool {
+        let refill = now.saturating_since(self.updated).as_nanos() as f64 * self.share;
+        self.available_ns = (self.available_ns + refill).min(self.share * Self::WINDOW_NS);
+        self.updated = self.updated.max(now);
+        let wanted = on_time.as_nanos() as f64;
+        if wanted > self.available_ns {
+            return false;
+        }
+        self.available_ns -= wanted;
+        true
+    }
+
+    fn refund(&mut self, unused: Duration) {
+        self.available_ns =
+            (self.available_ns + unused.as_nanos() as f64).min(self.share * Self::WINDOW_NS);
+    }
+}
+
 struct Output<P> {
-    lane: String,
-    pin_number: u32,
+    spec: EjectorSpec,
     pin: P,
     high_since: Option<Timestamp>,
     high_until: Timestamp,
+    duty: DutyBudget,
 }
 
-/// Ejector outputs and their pulse queue; see the crate docs for the safety
-/// rules. Dropping the bank drives every output low.
-pub struct EjectorBank<P: OutputPin, E: InputPin> {
+/// Ejector outputs and their pulse queue: a state machine driven with the
+/// current time, free of threads and clocks, so that replays and tests drive
+/// it deterministically and [`crate::EjectorScheduler`] drives it live.
+/// Dropping the bank drives every output low.
+pub struct EjectorBank<P: OutputPin> {
     outputs: Vec<Output<P>>,
-    estop: Option<E>,
-    pending: BinaryHeap<Reverse<Event>>,
+    limits: Limits,
+    rises: BinaryHeap<Reverse<Rise>>,
+    falls: BinaryHeap<Reverse<Fall>>,
     next_order: u64,
-    max_pulse: Duration,
-    stall_timeout: Duration,
+    estop: EstopLatch,
     last_heartbeat: Option<Timestamp>,
     stalled: bool,
     input_ended: bool,
 }
 
-impl<P: OutputPin, E: InputPin> EjectorBank<P, E> {
-    /// Takes the outputs `(lane, pin number, pin)` and drives them all low.
-    pub fn new(
-        outputs: Vec<(String, u32, P)>,
-        estop: Option<E>,
-        max_pulse: Duration,
-        stall_timeout: Duration,
-    ) -> Result<Self, ActuateError> {
+impl<P: OutputPin> EjectorBank<P> {
+    /// Takes the outputs and drives them all low.
+    pub fn new(outputs: Vec<(EjectorSpec, P)>, limits: Limits) -> Result<Self, ActuateError> {
         let mut bank = EjectorBank {
             outputs: outputs
                 .into_iter()
-                .map(|(lane, pin_number, pin)| Output {
-                    lane,
-                    pin_number,
+                .map(|(spec, pin)| Output {
+                    duty: DutyBudget::new(spec.max_duty),
+                    spec,
                     pin,
                     high_since: None,
                     high_until: Timestamp::ZERO,
                 })
                 .collect(),
-            estop,
-            pending: BinaryHeap::new(),
+            estop: EstopLatch::new(limits.estop_debounce),
+            limits,
+            rises: BinaryHeap::new(),
+            falls: BinaryHeap::new(),
             next_order: 0,
-            max_pulse,
-            stall_timeout,
             last_heartbeat: None,
             stalled: false,
             input_ended: false,
@@ -147,39 +206,56 @@ impl<P: OutputPin, E: InputPin> EjectorBank<P, E> {
             .any(|output| output.high_since.is_some())
     }
 
-    /// Pulses queued and not yet fired.
-    pub fn pending_pulses(&self) -> usize {
-        self.pending
-            .iter()
-            .filter(|Reverse(event)| matches!(event.action, Action::Rise(_)))
-            .count()
+    /// Whether output `ejector` is high.
+    pub fn is_high(&self, ejector: usize) -> bool {
+        self.outputs[ejector].high_since.is_some()
     }
 
-    /// Queues `request`. Returns its report at once if it is refused: the
-    /// e-stop is active, or the part passed the ejector more than half a pulse
-    /// ago. A request a little late fires at the next service.
+    /// Pulses queued and not yet fired.
+    pub fn pending_pulses(&self) -> usize {
+        self.rises.len()
+    }
+
+    /// Whether the e-stop holds the outputs low.
+    pub fn estop_tripped(&self) -> bool {
+        self.estop.tripped()
+    }
+
+    /// Queues `request`, or returns its report at once when it is refused:
+    /// the e-stop holds, or the part passed the ejector more than half a
+    /// pulse ago. A request a little late fires at the next service.
     pub fn schedule(
         &mut self,
         request: PulseRequest,
         now: Timestamp,
-    ) -> Result<Option<PulseReport>, ActuateError> {
+        belt: &BeltMotion,
+    ) -> Option<PulseReport> {
         assert!(
             request.ejector < self.outputs.len(),
             "no ejector {}",
             request.ejector
         );
-        let refusal = if self.estop_active()? {
+        let target_mm = belt.position_at(request.seen_at) + request.distance_mm;
+        let late = belt
+            .time_at(target_mm, now)
+            .is_some_and(|due| due.saturating_add(request.duration / 2) < now);
+        let refusal = if self.estop.tripped() {
             Some(Outcome::EmergencyStop)
-        } else if request.fire_at.saturating_add(request.duration / 2) < now {
+        } else if late {
             Some(Outcome::Late)
         } else {
             None
         };
         if let Some(outcome) = refusal {
-            return Ok(Some(PulseReport { request, outcome }));
+            return Some(PulseReport { request, outcome });
         }
-        self.push(request.fire_at, request.ejector, Action::Rise(request));
-        Ok(None)
+        self.rises.push(Reverse(Rise {
+            target_mm,
+            order: self.next_order,
+            request,
+        }));
+        self.next_order += 1;
+        None
     }
 
     /// The pipeline is alive at `now`; clears a stall.
@@ -197,127 +273,228 @@ impl<P: OutputPin, E: InputPin> EjectorBank<P, E> {
         self.input_ended = true;
     }
 
-    /// When [`EjectorBank::service`] must next be called.
-    pub fn next_deadline(&self) -> Option<Timestamp> {
-        let next_event = self.pending.peek().map(|Reverse(event)| event.at);
-        let stall_check = match (self.last_heartbeat, self.stalled || self.input_ended) {
-            (Some(heartbeat), false) => Some(heartbeat.saturating_add(self.stall_timeout)),
-            _ => None,
-        };
-        match (next_event, stall_check) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// The e-stop input changed at `at`. Going active drives every output
+    /// low and drops every pending pulse at once; the returned reports say so.
+    pub fn estop_edge(
+        &mut self,
+        active: bool,
+        at: Timestamp,
+    ) -> Result<Vec<PulseReport>, ActuateError> {
+        let mut reports = Vec::new();
+        if self.estop.edge(active, at) {
+            tracing::warn!("e-stop pressed: ejector outputs driven low, pending pulses dropped");
+            self.drop_all(Outcome::EmergencyStop, at, &mut reports)?;
         }
+        Ok(reports)
     }
 
-    /// Applies everything due at `now`: interlocks first, then edges in time
-    /// order. Returns the reports of pulses fired or dropped.
-    pub fn service(&mut self, now: Timestamp) -> Result<Vec<PulseReport>, ActuateError> {
+    /// Re-arms after an e-stop once its input has been released and has
+    /// settled.
+    pub fn reset_estop(&mut self, now: Timestamp) -> Result<(), ResetRefused> {
+        self.estop.reset(now)?;
+        tracing::info!("e-stop reset; ejectors armed again");
+        Ok(())
+    }
+
+    /// When [`EjectorBank::service`] must next be called, as the belt
+    /// predicts at `now`.
+    pub fn next_deadline(&self, now: Timestamp, belt: &BeltMotion) -> Option<Timestamp> {
+        if self.estop.tripped() {
+            // Nothing is pending and nothing may fire until a reset.
+            return None;
+        }
+        let rise = self
+            .rises
+            .peek()
+            .and_then(|Reverse(rise)| belt.time_at(rise.target_mm, now));
+        let fall = self.falls.peek().map(|Reverse(fall)| fall.at);
+        let stall = match self.last_heartbeat {
+            Some(heartbeat) if !self.stalled && !self.input_ended => {
+                Some(heartbeat.saturating_add(self.limits.stall_timeout))
+            }
+            _ => None,
+        };
+        [rise, fall, stall].into_iter().flatten().min()
+    }
+
+    /// Applies everything due at `now`: the stall watchdog first, then edges
+    /// in time order. Returns the reports of pulses fired or dropped.
+    pub fn service(
+        &mut self,
+        now: Timestamp,
+        belt: &BeltMotion,
+    ) -> Result<Vec<PulseReport>, ActuateError> {
         let mut reports = Vec::new();
-        if self.estop_active()? {
-            self.drop_all(Outcome::EmergencyStop, &mut reports)?;
+        if self.estop.tripped() {
             return Ok(reports);
         }
         let stall = match self.last_heartbeat {
             Some(heartbeat) if !self.input_ended => {
-                now.saturating_since(heartbeat) >= self.stall_timeout
+                now.saturating_since(heartbeat) >= self.limits.stall_timeout
             }
             _ => false,
         };
         if stall {
             if !self.stalled {
                 tracing::warn!(
-                    timeout_ms = self.stall_timeout.as_millis() as u64,
+                    timeout_ms = self.limits.stall_timeout.as_millis() as u64,
                     "pipeline stalled: ejector outputs driven low, pending pulses dropped"
                 );
             }
             self.stalled = true;
-            self.drop_all(Outcome::Stalled, &mut reports)?;
+            self.drop_all(Outcome::Stalled, now, &mut reports)?;
             return Ok(reports);
         }
-        while let Some(Reverse(event)) = self.pending.peek().copied() {
-            if event.at > now {
-                break;
-            }
-            self.pending.pop();
-            match event.action {
-                Action::Rise(request) => {
-                    self.rise(event.ejector, request, now)?;
-                    reports.push(PulseReport {
-                        request,
-                        outcome: Outcome::Fired { actual: now },
-                    });
-                }
-                Action::Fall => self.fall(event.ejector, now)?,
+        loop {
+            let rise_due = self
+                .rises
+                .peek()
+                .and_then(|Reverse(rise)| belt.time_at(rise.target_mm, now))
+                .filter(|due| *due <= now);
+            let fall_due = self
+                .falls
+                .peek()
+                .map(|Reverse(fall)| fall.at)
+                .filter(|due| *due <= now);
+            // A rise goes first on a tie, so that a bridged fall finds the
+            // valve's next pulse already fired.
+            let take_rise = match (rise_due, fall_due) {
+                (None, None) => break,
+                (Some(rise), Some(fall)) => rise <= fall,
+                (rise, _) => rise.is_some(),
+            };
+            if take_rise {
+                let Some(Reverse(rise)) = self.rises.pop() else {
+                    break;
+                };
+                let outcome = self.rise(rise.request, now)?;
+                reports.push(PulseReport {
+                    request: rise.request,
+                    outcome,
+                });
+            } else {
+                let Some(Reverse(fall)) = self.falls.pop() else {
+                    break;
+                };
+                self.fall(fall, now, belt)?;
             }
         }
         Ok(reports)
     }
 
     /// Drives every output low and drops all pending pulses.
-    pub fn safe_state(&mut self, outcome: Outcome) -> Result<Vec<PulseReport>, ActuateError> {
+    pub fn safe_state(
+        &mut self,
+        outcome: Outcome,
+        now: Timestamp,
+    ) -> Result<Vec<PulseReport>, ActuateError> {
         let mut reports = Vec::new();
-        self.drop_all(outcome, &mut reports)?;
+        self.drop_all(outcome, now, &mut reports)?;
         Ok(reports)
     }
 
-    fn push(&mut self, at: Timestamp, ejector: usize, action: Action) {
-        self.pending.push(Reverse(Event {
-            at,
-            order: self.next_order,
-            ejector,
-            action,
-        }));
-        self.next_order += 1;
-    }
-
-    fn rise(
-        &mut self,
-        ejector: usize,
-        request: PulseRequest,
-        now: Timestamp,
-    ) -> Result<(), ActuateError> {
-        let max_pulse = self.max_pulse;
-        let output = &mut self.outputs[ejector];
-        let since = *output.high_since.get_or_insert(now);
-        let wanted = now.saturating_add(request.duration.min(max_pulse));
-        output.high_until = output
-            .high_until
-            .max(wanted)
+    fn rise(&mut self, request: PulseRequest, now: Timestamp) -> Result<Outcome, ActuateError> {
+        let max_pulse = self.limits.max_pulse;
+        let output = &mut self.outputs[request.ejector];
+        let since = output.high_since.unwrap_or(now);
+        let until = now
+            .saturating_add(request.duration.min(max_pulse))
             .min(since.saturating_add(max_pulse));
-        let until = output.high_until;
-        if let Err(error) = output.pin.set_high() {
-            let error = drive_error(output, error);
-            self.all_low()?;
-            return Err(error);
+        let extension = until.saturating_since(output.high_until.max(now));
+        if output.high_since.is_none() || !extension.is_zero() {
+            let on_time = if output.high_since.is_none() {
+                until.saturating_since(now)
+            } else {
+                extension
+            };
+            if !output.duty.take(on_time, now) {
+                tracing::warn!(
+                    part = request.part_id,
+                    lane = %output.spec.lane,
+                    "pulse refused: the valve has used its duty cycle"
+                );
+                return Ok(Outcome::DutyLimit);
+            }
         }
-        self.push(until, ejector, Action::Fall);
-        Ok(())
+        if output.high_since.is_none() {
+            if let Err(error) = output.pin.set_high() {
+                let error = drive_error(output, error);
+                self.all_low()?;
+                return Err(error);
+            }
+            output.high_since = Some(now);
+            output.high_until = until;
+            // The hard limit: whatever merges follow, this period ends here.
+            self.falls.push(Reverse(Fall {
+                at: now.saturating_add(max_pulse),
+                ejector: request.ejector,
+                since: now,
+            }));
+        } else {
+            output.high_until = output.high_until.max(until);
+        }
+        let fall = Fall {
+            at: self.outputs[request.ejector].high_until,
+            ejector: request.ejector,
+            since,
+        };
+        self.falls.push(Reverse(fall));
+        Ok(Outcome::Fired { actual: now })
     }
 
-    fn fall(&mut self, ejector: usize, now: Timestamp) -> Result<(), ActuateError> {
-        let output = &mut self.outputs[ejector];
-        if output.high_since.is_some() && now >= output.high_until {
-            output.high_since = None;
-            output
-                .pin
-                .set_low()
-                .map_err(|error| drive_error(output, error))?;
+    fn fall(&mut self, fall: Fall, now: Timestamp, belt: &BeltMotion) -> Result<(), ActuateError> {
+        let max_pulse = self.limits.max_pulse;
+        let min_gap = self.limits.min_gap;
+        let output = &self.outputs[fall.ejector];
+        if output.high_since != Some(fall.since) {
+            return Ok(());
         }
-        Ok(())
+        let hard_limit = fall.since.saturating_add(max_pulse);
+        if now < hard_limit {
+            if now < output.high_until {
+                return Ok(());
+            }
+            // A pulse for this valve due within the re-arm gap is merged:
+            // the valve stays open until it, if the maximum allows.
+            let bridge = self
+                .rises
+                .iter()
+                .filter(|Reverse(rise)| rise.request.ejector == fall.ejector)
+                .filter_map(|Reverse(rise)| belt.time_at(rise.target_mm, now))
+                .min()
+                .filter(|due| due.saturating_since(now) < min_gap && *due < hard_limit);
+            if let Some(due) = bridge {
+                self.falls.push(Reverse(Fall { at: due, ..fall }));
+                return Ok(());
+            }
+        }
+        let output = &mut self.outputs[fall.ejector];
+        output.high_since = None;
+        output
+            .pin
+            .set_low()
+            .map_err(|error| drive_error(output, error))
     }
 
     fn drop_all(
         &mut self,
         outcome: Outcome,
+        now: Timestamp,
         reports: &mut Vec<PulseReport>,
     ) -> Result<(), ActuateError> {
-        for Reverse(event) in self.pending.drain() {
-            if let Action::Rise(request) = event.action {
-                reports.push(PulseReport { request, outcome });
+        // A pulse cut short gives its valve back the time it did not use.
+        for output in &mut self.outputs {
+            if output.high_since.is_some() {
+                output.duty.refund(output.high_until.saturating_since(now));
             }
         }
-        reports.sort_by_key(|report| (report.request.fire_at, report.request.part_id));
+        let first = reports.len();
+        reports.extend(self.rises.drain().map(|Reverse(rise)| PulseReport {
+            request: rise.request,
+            outcome,
+        }));
+        reports[first..].sort_by_key(|report| report.request.part_id);
+        self.falls.clear();
         self.all_low()
     }
 
@@ -332,24 +509,9 @@ impl<P: OutputPin, E: InputPin> EjectorBank<P, E> {
         }
         first_error.map_or(Ok(()), Err)
     }
-
-    fn estop_active(&mut self) -> Result<bool, ActuateError> {
-        let Some(estop) = self.estop.as_mut() else {
-            return Ok(false);
-        };
-        match estop.is_high() {
-            Ok(active) => Ok(active),
-            Err(error) => {
-                self.all_low()?;
-                Err(ActuateError::ReadEstop {
-                    reason: format!("{error:?}"),
-                })
-            }
-        }
-    }
 }
 
-impl<P: OutputPin, E: InputPin> Drop for EjectorBank<P, E> {
+impl<P: OutputPin> Drop for EjectorBank<P> {
     fn drop(&mut self) {
         if let Err(error) = self.all_low() {
             tracing::error!(%error, "cannot drive ejectors low on shutdown");
@@ -359,207 +521,11 @@ impl<P: OutputPin, E: InputPin> Drop for EjectorBank<P, E> {
 
 fn drive_error<P: OutputPin>(output: &Output<P>, error: P::Error) -> ActuateError {
     ActuateError::DrivePin {
-        lane: output.lane.clone(),
-        pin: output.pin_number,
+        lane: output.spec.lane.clone(),
+        pin: output.spec.pin,
         reason: format!("{error:?}"),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use edgesort_types::{Clock, ManualClock};
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::{Edge, SimulatedInput, SimulatedPin};
-
-    const MS: u64 = 1_000_000;
-
-    struct Rig {
-        clock: ManualClock,
-        pins: Vec<SimulatedPin>,
-        estop: SimulatedInput,
-        bank: EjectorBank<SimulatedPin, SimulatedInput>,
-    }
-
-    fn rig(ejectors: usize) -> Rig {
-        let clock = ManualClock::new();
-        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-        let pins: Vec<_> = (0..ejectors)
-            .map(|_| SimulatedPin::new(shared.clone()))
-            .collect();
-        let estop = SimulatedInput::new();
-        let bank = EjectorBank::new(
-            pins.iter()
-                .enumerate()
-                .map(|(i, pin)| (format!("lane{i}"), i as u32, pin.clone()))
-                .collect(),
-            Some(estop.clone()),
-            Duration::from_millis(50),
-            Duration::from_millis(100),
-        )
-        .unwrap();
-        Rig {
-            clock,
-            pins,
-            estop,
-            bank,
-        }
-    }
-
-    impl Rig {
-        /// Services every deadline up to `until`, as the replay driver does.
-        fn run_until(&mut self, until: u64) -> Vec<PulseReport> {
-            let mut reports = Vec::new();
-            while let Some(deadline) = self.bank.next_deadline().filter(|d| d.as_nanos() <= until) {
-                self.clock.advance_to(deadline);
-                reports.extend(self.bank.service(deadline).unwrap());
-            }
-            self.clock.advance_to(Timestamp::from_nanos(until));
-            reports.extend(self.bank.service(Timestamp::from_nanos(until)).unwrap());
-            reports
-        }
-
-        fn request(
-            &mut self,
-            part_id: u64,
-            ejector: usize,
-            at_ms: u64,
-            ms: u64,
-        ) -> Option<PulseReport> {
-            let request = PulseRequest {
-                part_id,
-                ejector,
-                fire_at: Timestamp::from_nanos(at_ms * MS),
-                duration: Duration::from_millis(ms),
-            };
-            self.bank.schedule(request, self.clock.now()).unwrap()
-        }
-    }
-
-    fn edge(at_ms: u64, high: bool) -> Edge {
-        Edge {
-            at: Timestamp::from_nanos(at_ms * MS),
-            high,
-        }
-    }
-
-    #[test]
-    fn pulses_fire_on_time_for_their_length() {
-        let mut rig = rig(2);
-        rig.bank.end_input();
-        assert!(rig.request(1, 0, 10, 20).is_none());
-        assert!(rig.request(2, 1, 15, 5).is_none());
-        let reports = rig.run_until(100 * MS);
-        assert_eq!(rig.pins[0].edges(), [edge(10, true), edge(30, false)]);
-        assert_eq!(rig.pins[1].edges(), [edge(15, true), edge(20, false)]);
-        assert_eq!(
-            reports[0].outcome,
-            Outcome::Fired {
-                actual: Timestamp::from_nanos(10 * MS)
-            }
-        );
-        assert!(!rig.bank.any_high());
-    }
-
-    #[test]
-    fn merged_pulses_never_exceed_the_maximum() {
-        let mut rig = rig(1);
-        rig.bank.end_input();
-        for part in 0..5 {
-            rig.request(part, 0, 10 + part * 15, 20);
-        }
-        rig.run_until(200 * MS);
-        let edges = rig.pins[0].edges();
-        for pair in edges.chunks(2) {
-            assert!(pair[0].high && !pair[1].high);
-            assert!(pair[1].at.saturating_since(pair[0].at) <= Duration::from_millis(50));
-        }
-    }
-
-    #[test]
-    fn estop_wins_over_everything() {
-        let mut rig = rig(1);
-        rig.bank.heartbeat(Timestamp::ZERO);
-        rig.request(1, 0, 10, 40);
-        rig.run_until(20 * MS);
-        assert!(rig.pins[0].is_set_high());
-        rig.estop.set(true);
-        rig.request(2, 0, 60, 10);
-        let reports = rig.run_until(21 * MS);
-        assert!(!rig.pins[0].is_set_high());
-        assert_eq!(rig.pins[0].edges(), [edge(10, true), edge(21, false)]);
-        assert!(
-            reports.is_empty(),
-            "the new request was refused at schedule time"
-        );
-        assert_eq!(
-            rig.request(3, 0, 70, 10).unwrap().outcome,
-            Outcome::EmergencyStop
-        );
-        rig.bank.heartbeat(Timestamp::from_nanos(21 * MS));
-        assert!(rig.run_until(90 * MS).is_empty());
-        assert_eq!(rig.pins[0].edges().len(), 2);
-    }
-
-    #[test]
-    fn a_stalled_pipeline_drives_outputs_low() {
-        let mut rig = rig(1);
-        rig.bank.heartbeat(Timestamp::ZERO);
-        rig.request(1, 0, 90, 40);
-        rig.request(2, 0, 300, 10);
-        let reports = rig.run_until(200 * MS);
-        // High at 90 ms; the stall is noticed at 100 ms, 100 ms after the heartbeat.
-        assert_eq!(rig.pins[0].edges(), [edge(90, true), edge(100, false)]);
-        assert_eq!(reports.last().unwrap().outcome, Outcome::Stalled);
-        assert_eq!(rig.bank.pending_pulses(), 0);
-    }
-
-    #[test]
-    fn dropping_the_bank_drives_outputs_low() {
-        let mut rig = rig(1);
-        rig.bank.end_input();
-        rig.request(1, 0, 10, 40);
-        rig.run_until(20 * MS);
-        assert!(rig.pins[0].is_set_high());
-        let pin = rig.pins[0].clone();
-        drop(rig);
-        assert!(!pin.is_set_high());
-    }
-
-    #[test]
-    fn late_requests_are_refused() {
-        let mut rig = rig(1);
-        rig.clock.advance_to(Timestamp::from_nanos(100 * MS));
-        assert_eq!(rig.request(1, 0, 80, 20).unwrap().outcome, Outcome::Late);
-        assert!(
-            rig.request(2, 0, 95, 20).is_none(),
-            "within half a pulse it still fires"
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn outputs_always_end_low_and_pulses_stay_bounded(
-            requests in prop::collection::vec((0usize..3, 0u64..500, 1u64..80), 0..40),
-        ) {
-            let mut rig = rig(3);
-            rig.bank.end_input();
-            for (part, &(ejector, at, length)) in requests.iter().enumerate() {
-                rig.request(part as u64, ejector, at, length.min(50));
-            }
-            let reports = rig.run_until(1000 * MS);
-            prop_assert_eq!(reports.len(), requests.len());
-            for pin in &rig.pins {
-                let edges = pin.edges();
-                prop_assert!(edges.len() % 2 == 0);
-                for pair in edges.chunks(2) {
-                    prop_assert!(pair[0].high && !pair[1].high);
-                    prop_assert!(pair[1].at.saturating_since(pair[0].at) <= Duration::from_millis(50));
-                }
-            }
-        }
-    }
-}
+mod tests;

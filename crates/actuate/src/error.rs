@@ -6,14 +6,8 @@ pub enum ActuateError {
     DrivePin {
         /// The ejector's lane.
         lane: String,
-        /// The pin.
+        /// The header pin.
         pin: u32,
-        /// The HAL's error.
-        reason: String,
-    },
-    /// Reading the e-stop input failed; treated as an active e-stop.
-    #[error("cannot read the e-stop input: {reason}")]
-    ReadEstop {
         /// The HAL's error.
         reason: String,
     },

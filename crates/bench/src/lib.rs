@@ -8,13 +8,19 @@
 //! speed targets name: a 1280x720 frame into a 640x640 square, the full 8400
 //! anchors of a square output, and 20 parts in view. Every figure is a
 //! distribution (p50, p99, max) over many samples, never one run.
+//!
+//! [`bench_actuation`] times the ejector scheduler: rising edges against
+//! their planned times, pulse lengths, and e-stop latency, on simulated pins
+//! stamped with `CLOCK_MONOTONIC`.
 #![deny(missing_docs)]
 
+mod actuation;
 mod clip;
 mod error;
 mod samples;
 mod stages;
 
+pub use actuation::{ActuationOptions, ActuationReport, ErrorSpread, bench_actuation};
 pub use clip::{Clip, generate_from};
 pub use error::BenchError;
 pub use samples::{Samples, StageTiming};

@@ -18,13 +18,7 @@ impl Samples {
     pub fn timing(&self, stage: &str) -> StageTiming {
         let mut sorted = self.nanos.clone();
         sorted.sort_unstable();
-        let rank = |quantile: f64| {
-            if sorted.is_empty() {
-                return 0.0;
-            }
-            let index = ((quantile * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-            sorted[index - 1] as f64 / 1e6
-        };
+        let rank = |quantile: f64| nearest_rank(&sorted, quantile).map_or(0.0, |n| n as f64 / 1e6);
         StageTiming {
             stage: stage.to_owned(),
             samples: sorted.len(),
@@ -33,6 +27,12 @@ impl Samples {
             max_ms: sorted.last().map_or(0.0, |&max| max as f64 / 1e6),
         }
     }
+}
+
+/// The nearest-rank `quantile` (0..=1) of `sorted`; `None` when empty.
+pub(crate) fn nearest_rank<T: Copy>(sorted: &[T], quantile: f64) -> Option<T> {
+    let index = ((quantile * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(index - 1).copied()
 }
 
 /// One stage's time per frame.

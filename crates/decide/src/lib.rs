@@ -45,8 +45,14 @@ impl Reason {
 pub struct FirePlan {
     /// Index of the ejector in the configuration.
     pub ejector: usize,
-    /// When the part's centre reaches the ejector.
+    /// When the part's centre reaches the ejector at the nominal belt speed.
     pub fire_at: Timestamp,
+    /// When the part was last seen...
+    pub seen_at: Timestamp,
+    /// ...and how far along the belt it then was from the ejector. The
+    /// ejectors plan by this distance, so a belt that changes speed moves
+    /// the pulse with the part.
+    pub distance_mm: f64,
     /// The ejector's position as an image column (far outside the image).
     pub ejector_x_px: f64,
     /// Pulse length.
@@ -77,6 +83,13 @@ struct Ejector {
     pulse: Duration,
 }
 
+/// Downstream direction and scale of the image.
+#[derive(Clone, Copy, Debug)]
+struct BeltScale {
+    sign: f64,
+    mm_per_px: f64,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct ClassRoute {
     lane: usize,
@@ -91,6 +104,7 @@ pub struct Decider {
     routes: Vec<Option<ClassRoute>>,
     default_lane: usize,
     confidence_floor: f32,
+    scale: BeltScale,
 }
 
 impl Decider {
@@ -143,6 +157,10 @@ impl Decider {
             routes,
             default_lane,
             confidence_floor: config.rules.confidence_floor,
+            scale: BeltScale {
+                sign,
+                mm_per_px: config.belt.mm_per_px,
+            },
         }
     }
 
@@ -166,6 +184,10 @@ impl Decider {
             Some(FirePlan {
                 ejector: ejector.index,
                 fire_at: track.time_at_x(ejector.x_px)?,
+                seen_at: track.last_seen,
+                distance_mm: self.scale.sign
+                    * (ejector.x_px - track.center_x)
+                    * self.scale.mm_per_px,
                 ejector_x_px: ejector.x_px,
                 pulse: ejector.pulse,
             })
@@ -233,6 +255,11 @@ mod tests {
         assert_eq!(plan.fire_at, Timestamp::from_secs_f64(1.0 + 500.0 / 420.0));
         assert_eq!((plan.ejector, plan.pulse), (0, Duration::from_millis(20)));
         assert_eq!(plan.ejector_x_px, 820.0);
+        // 500 px downstream of the part's centre at 0.5 mm/px.
+        assert_eq!(
+            (plan.seen_at, plan.distance_mm),
+            (Timestamp::from_secs_f64(1.0), 250.0)
+        );
 
         let spring = decider.decide(&track(3, 0.9));
         assert_eq!(

@@ -18,6 +18,78 @@ pub enum BenchCommand {
     /// Time the GPU pre- and post-processing kernels with CUDA events, against
     /// their floors and the CPU path (needs an NVIDIA GPU).
     Gpu(GpuArgs),
+    /// Time ejector pulses against their planned times, and e-stop latency,
+    /// on simulated pins stamped with CLOCK_MONOTONIC. Run it idle and under
+    /// load (e.g. `stress-ng --cpu 0 --vm 1 --io 1` beside it).
+    Actuation(ActuationArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ActuationArgs {
+    /// Pulses, at random times 1-50 ms after their requests, one request per ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub pulses: usize,
+    /// E-stop presses to time, each during a pulse.
+    #[arg(long, default_value_t = 1000)]
+    pub estop_trips: usize,
+    /// SCHED_FIFO priority of the ejector thread (0: an ordinary thread).
+    #[arg(long, default_value_t = 80)]
+    pub priority: u8,
+    /// Spin before each edge, µs.
+    #[arg(long, default_value_t = 200)]
+    pub spin_us: u64,
+    /// Seed of the random planned times.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn run_actuation_bench(args: ActuationArgs) -> Result<()> {
+    let report = edgesort_bench::bench_actuation(edgesort_bench::ActuationOptions {
+        pulses: args.pulses,
+        estop_trips: args.estop_trips,
+        realtime_priority: args.priority,
+        spin: std::time::Duration::from_micros(args.spin_us),
+        seed: args.seed,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} pulses, {} fired ({} merged), not fired: {:?}; {}; memory locked: {}; spin {} us; {:.1} s",
+        report.pulses,
+        report.fired,
+        report.merged,
+        report.not_fired,
+        report.realtime,
+        report.memory_locked,
+        report.spin_us,
+        report.seconds
+    );
+    println!(
+        "{:<34} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "us", "samples", "min", "p50", "p99", "p99.9", "max"
+    );
+    for (name, spread) in [
+        ("rising edge - planned time", &report.rise_error),
+        ("high time - pulse length", &report.length_error),
+        ("e-stop edge - outputs low", &report.estop_latency),
+    ] {
+        println!(
+            "{:<34} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            name,
+            spread.samples,
+            spread.min_us,
+            spread.p50_us,
+            spread.p99_us,
+            spread.p999_us,
+            spread.max_us
+        );
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -86,6 +158,7 @@ pub fn run_bench_command(command: BenchCommand) -> Result<()> {
     let args = match command {
         BenchCommand::Pipeline(args) => args,
         BenchCommand::Gpu(args) => return run_gpu_bench(args),
+        BenchCommand::Actuation(args) => return run_actuation_bench(args),
     };
     let config = Config::load(&args.config)?;
     let threads = args

@@ -8,6 +8,7 @@
 mod bench;
 mod calibrate;
 mod eval;
+mod gpio;
 mod provision;
 mod replay;
 
@@ -19,6 +20,7 @@ use clap::{Parser, Subcommand};
 use crate::bench::{BenchCommand, run_bench_command};
 use crate::calibrate::{CalibrateArgs, run_calibrate_command};
 use crate::eval::{EvalArgs, run_eval_command};
+use crate::gpio::{GpioCommand, run_gpio_command};
 use crate::provision::{
     NotProvisioned, ProvisionArgs, StatusArgs, run_provision_command, run_status_command,
 };
@@ -67,6 +69,10 @@ enum Command {
     Provision(ProvisionArgs),
     /// Show provisioning state and the engine in service.
     Status(StatusArgs),
+    /// The board's GPIO pins: list and check them, fire an ejector by hand,
+    /// watch an input.
+    #[command(subcommand)]
+    Gpio(GpioCommand),
 }
 
 /// Exit codes a technician's script can act on.
@@ -104,6 +110,7 @@ fn classify(error: &anyhow::Error) -> Failure {
             || cause.is::<edgesort_eval::EvalError>()
             || cause.is::<edgesort_bench::BenchError>()
             || cause.is::<edgesort_calibrate::CalibrateError>()
+            || cause.is::<edgesort_gpio::GpioError>()
         {
             return Failure::Input;
         }
@@ -138,6 +145,7 @@ fn main() -> ExitCode {
         Command::Bench(command) => run_bench_command(command),
         Command::Provision(args) => run_provision_command(args),
         Command::Status(args) => run_status_command(args),
+        Command::Gpio(command) => run_gpio_command(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

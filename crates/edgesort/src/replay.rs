@@ -3,7 +3,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use edgesort_actuate::{SimulatedInput, SimulatedPin};
+use edgesort_actuate::SimulatedPin;
 use edgesort_capture::probe_frame_size;
 use edgesort_infer::Detector;
 use edgesort_infer_tract::TractBackend;
@@ -70,7 +70,6 @@ pub fn run_replay_command(args: ReplayArgs) -> Result<()> {
         &config,
         &mut detector,
         |_, clock| SimulatedPin::new(clock),
-        None::<SimulatedInput>,
         pacing,
     )
     .with_context(|| format!("replaying {}", args.clip.display()))?;

@@ -15,7 +15,8 @@ fn repo() -> PathBuf {
 fn write_config(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("board/edgesort.toml"))
         .unwrap()
-        .replace("\"../", &format!("\"{}/", repo().display()));
+        .replace("\"../", &format!("\"{}/", repo().display()))
+        .replace("\"pins/", &format!("\"{}/board/pins/", repo().display()));
     let path = dir.join("edgesort.toml");
     std::fs::write(&path, edit(text)).unwrap();
     path
@@ -402,5 +403,55 @@ fn provision_explains_why_no_engine_can_be_built_here() {
     assert!(
         status.contains("no GPU") || status.contains("TensorRT is absent"),
         "{status}"
+    );
+}
+
+/// Issue 7's bad-input acceptance through the technician's command: a pin
+/// off the board map, two ejectors on one line, a pulse over the maximum.
+#[test]
+fn gpio_config_errors_exit_2_and_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    for (edit, field) in [
+        (
+            ("pin = 29\n", "pin = 8\n"),
+            "ejectors[0].pin: pin 8 is not a GPIO of the board map",
+        ),
+        (
+            ("pin = 31\n", "pin = 29\n"),
+            "ejectors[1].pin: pin 29 drives two ejectors",
+        ),
+        (
+            ("pin = 37\n", "pin = 33\n"),
+            "gpio.estop.pin: pin 33 (tegra234-gpio line 43) is already used by ejectors[3].pin",
+        ),
+        (
+            ("pulse_ms = 30\n", "pulse_ms = 400\n"),
+            "ejectors[4].pulse_ms: 400 ms is outside 1..=100 ms",
+        ),
+    ] {
+        let config = write_config(dir.path(), |text| text.replacen(edit.0, edit.1, 1));
+        let output = edgesort(
+            &["gpio", "list", "--config", config.to_str().unwrap()],
+            dir.path(),
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(stderr(&output).contains(field), "{}", stderr(&output));
+    }
+    let config = write_config(dir.path(), |text| text);
+    let output = edgesort(
+        &["gpio", "list", "--config", config.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listing = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        listing.contains("Jetson Orin Nano Developer Kit"),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|line| line.contains("105") && line.contains("ejector \"bolts\"")),
+        "{listing}"
     );
 }

@@ -1,39 +1,42 @@
-use edgesort_actuate::{ActuateError, EjectorBank, PulseReport, PulseRequest, RealtimeEjectors};
+use edgesort_actuate::{
+    ActuateError, BeltMotion, EjectorBank, EjectorScheduler, PulseReport, PulseRequest,
+};
 use edgesort_types::{Clock, ManualClock, Timestamp};
-use embedded_hal::digital::{InputPin, OutputPin};
+use embedded_hal::digital::OutputPin;
 
 /// The ejector bank, driven the way the pacing needs.
-pub(crate) enum Ejectors<P: OutputPin, E: InputPin> {
+pub(crate) enum Ejectors<P: OutputPin> {
     /// Serviced by the pipeline at each frame's timestamp, on a manual clock:
     /// edges land exactly at their planned times, whatever the machine's speed.
     Replay {
-        bank: EjectorBank<P, E>,
+        bank: EjectorBank<P>,
+        belt: BeltMotion,
         clock: ManualClock,
         reports: Vec<PulseReport>,
     },
     /// Serviced by a thread of its own on the monotonic clock.
-    Realtime(RealtimeEjectors<P, E>),
+    Realtime(EjectorScheduler),
 }
 
-impl<P, E> Ejectors<P, E>
-where
-    P: OutputPin + Send + 'static,
-    E: InputPin + Send + 'static,
-{
+impl<P: OutputPin + Send + 'static> Ejectors<P> {
     /// Fires everything due up to `time` (replay only; a live bank keeps its own time).
     pub fn advance_to(&mut self, time: Timestamp) -> Result<(), ActuateError> {
         if let Ejectors::Replay {
             bank,
+            belt,
             clock,
             reports,
         } = self
         {
-            while let Some(deadline) = bank.next_deadline().filter(|deadline| *deadline <= time) {
+            while let Some(deadline) = bank
+                .next_deadline(clock.now(), belt)
+                .filter(|deadline| *deadline <= time)
+            {
                 clock.advance_to(deadline);
-                reports.extend(bank.service(deadline)?);
+                reports.extend(bank.service(deadline, belt)?);
             }
             clock.advance_to(time);
-            reports.extend(bank.service(time)?);
+            reports.extend(bank.service(time, belt)?);
         }
         Ok(())
     }
@@ -49,10 +52,11 @@ where
         match self {
             Ejectors::Replay {
                 bank,
+                belt,
                 clock,
                 reports,
             } => {
-                reports.extend(bank.schedule(request, clock.now())?);
+                reports.extend(bank.schedule(request, clock.now(), belt));
                 Ok(())
             }
             Ejectors::Realtime(ejectors) => ejectors.schedule(request),
@@ -71,13 +75,14 @@ where
         match self {
             Ejectors::Replay {
                 mut bank,
+                belt,
                 clock,
                 mut reports,
             } => {
                 bank.end_input();
-                while let Some(deadline) = bank.next_deadline() {
+                while let Some(deadline) = bank.next_deadline(clock.now(), &belt) {
                     clock.advance_to(deadline);
-                    reports.extend(bank.service(deadline)?);
+                    reports.extend(bank.service(deadline, &belt)?);
                 }
                 Ok(reports)
             }

@@ -44,7 +44,8 @@ pub struct DecisionRecord {
     pub center_y: f64,
     /// Matched frames.
     pub hits: u32,
-    /// `fired`, `late`, `stalled` or `estop`; none without an ejector.
+    /// `fired`, `late`, `stalled`, `estop`, `duty_limit`, `queue_full` or
+    /// `shutdown`; none without an ejector.
     pub fire_outcome: Option<String>,
     /// When the output actually went high, seconds after the first frame.
     pub actual_fire_s: Option<f64>,
@@ -67,7 +68,7 @@ pub struct RunReport {
     pub parts_per_class: BTreeMap<String, u64>,
     /// Pulses fired per lane.
     pub ejections_per_lane: BTreeMap<String, u64>,
-    /// Pulses not fired, by reason (`late`, `stalled`, `estop`).
+    /// Pulses not fired, by reason (`late`, `stalled`, `estop`, ...).
     pub pulses_not_fired: BTreeMap<String, u64>,
     /// Per-stage latency.
     pub latency: Vec<StageSummary>,

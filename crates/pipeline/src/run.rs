@@ -4,7 +4,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use edgesort_actuate::{EjectorBank, Outcome, PulseReport, PulseRequest, RealtimeEjectors};
+use edgesort_actuate::{
+    EjectorBank, EjectorScheduler, Limits, Outcome, PulseReport, PulseRequest, SchedulerOptions,
+    belt_motion, ejector_specs,
+};
 use edgesort_capture::ReplaySource;
 use edgesort_decide::{Decider, Decision};
 use edgesort_infer::{Backend, Detector};
@@ -12,7 +15,7 @@ use edgesort_store::{FireUpdate, PartRecord, StageLatencies, Store, StoreError, 
 use edgesort_track::{ClosedTrack, Tracker, TrackerParams};
 use edgesort_types::config::{Config, EjectorConfig};
 use edgesort_types::{Clock, Frame, ManualClock, MonotonicClock, Timestamp};
-use embedded_hal::digital::{InputPin, OutputPin};
+use embedded_hal::digital::OutputPin;
 
 use crate::ejectors::Ejectors;
 use crate::handoff::{CapturedFrame, FrameReceiver, latest_frame, lossless};
@@ -44,17 +47,15 @@ const STORE_BATCH: usize = 256;
 /// Plays `config.camera.replay` through `detector`, the tracker, the rules
 /// and the ejectors, recording every part in the store. Pins come from
 /// `make_pin`, which is handed the clock their edges must be stamped with.
-pub fn run_replay<B, P, E>(
+pub fn run_replay<B, P>(
     config: &Config,
     detector: &mut Detector<B>,
     mut make_pin: impl FnMut(&EjectorConfig, Arc<dyn Clock>) -> P,
-    estop: Option<E>,
     pacing: Pacing,
 ) -> Result<RunReport, PipelineError>
 where
     B: Backend,
     P: OutputPin + Send + 'static,
-    E: InputPin + Send + 'static,
 {
     let started = Instant::now();
     let camera = &config.camera;
@@ -85,27 +86,27 @@ where
     store.begin_run()?;
     let (store_queue, store_thread) = spawn_store(store);
 
-    let pins = config
-        .ejectors
-        .iter()
-        .map(|ejector| {
-            (
-                ejector.lane.clone(),
-                ejector.pin,
-                make_pin(ejector, clock.clone()),
-            )
-        })
+    let pins = ejector_specs(config)
+        .into_iter()
+        .zip(&config.ejectors)
+        .map(|(spec, ejector)| (spec, make_pin(ejector, clock.clone())))
         .collect();
-    let bank = EjectorBank::new(
-        pins,
-        estop,
-        Duration::from_millis(config.safety.max_pulse_ms.into()),
-        config.stall_timeout(),
-    )?;
+    let bank = EjectorBank::new(pins, Limits::from_config(config))?;
+    let belt = belt_motion(config);
     let mut ejectors = match pacing {
-        Pacing::RealTime => Ejectors::Realtime(RealtimeEjectors::spawn(bank, clock.clone())),
+        Pacing::RealTime => Ejectors::Realtime(EjectorScheduler::spawn(
+            bank,
+            belt,
+            clock.clone(),
+            SchedulerOptions {
+                realtime_priority: config.gpio.realtime_priority,
+                spin: Duration::from_micros(config.gpio.spin_us.into()),
+                ..SchedulerOptions::default()
+            },
+        )),
         Pacing::AsFastAsPossible => Ejectors::Replay {
             bank,
+            belt,
             clock: manual_clock,
             reports: Vec::new(),
         },
@@ -304,16 +305,15 @@ struct Line<'a> {
 
 impl Line<'_> {
     /// Runs until the camera stops; returns the last frame's timestamp.
-    fn process<B, P, E>(
+    fn process<B, P>(
         &mut self,
         detector: &mut Detector<B>,
         frames: &FrameReceiver,
-        ejectors: &mut Ejectors<P, E>,
+        ejectors: &mut Ejectors<P>,
     ) -> Result<Timestamp, PipelineError>
     where
         B: Backend,
         P: OutputPin + Send + 'static,
-        E: InputPin + Send + 'static,
     {
         let mut last_frame = self.origin;
         while let Some(CapturedFrame { frame, decode }) = frames.recv() {
@@ -357,14 +357,13 @@ impl Line<'_> {
 
     /// Decides the parts still in view when the stream ended, fires every
     /// pending pulse and records the outcomes.
-    fn finish<P, E>(
+    fn finish<P>(
         &mut self,
         last_frame: Timestamp,
-        mut ejectors: Ejectors<P, E>,
+        mut ejectors: Ejectors<P>,
     ) -> Result<(), PipelineError>
     where
         P: OutputPin + Send + 'static,
-        E: InputPin + Send + 'static,
     {
         let now = self.clock.now().max(last_frame);
         for track in self.tracker.finish() {
@@ -382,17 +381,16 @@ impl Line<'_> {
         Ok(())
     }
 
-    fn act<P, E>(
+    fn act<P>(
         &mut self,
         track: &ClosedTrack,
         decision: &Decision,
         now: Timestamp,
         latencies: StageLatencies,
-        ejectors: &mut Ejectors<P, E>,
+        ejectors: &mut Ejectors<P>,
     ) -> Result<(), PipelineError>
     where
         P: OutputPin + Send + 'static,
-        E: InputPin + Send + 'static,
     {
         let class = self.config.model.classes[decision.class.0 as usize].clone();
         let lane = self.decider.lanes()[decision.lane].clone();
@@ -432,7 +430,8 @@ impl Line<'_> {
             ejectors.schedule(PulseRequest {
                 part_id: decision.part_id,
                 ejector: plan.ejector,
-                fire_at: plan.fire_at,
+                seen_at: plan.seen_at,
+                distance_mm: plan.distance_mm,
                 duration: plan.pulse,
             })?;
         }

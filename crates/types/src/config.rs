@@ -11,6 +11,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::board::{BoardMap, LineAddress};
+
+mod gpio;
+
+pub use gpio::{ActiveLevel, EncoderConfig, EstopConfig, GpioConfig};
+
 /// No ejector valve needs a pulse this long; a longer one means a typo that
 /// would hold an air jet open.
 pub const HARD_MAX_PULSE_MS: u32 = 1000;
@@ -58,6 +64,8 @@ pub struct Config {
     /// How detections become tracks.
     #[serde(default)]
     pub tracking: TrackingConfig,
+    /// The board's pin map and the GPIO inputs.
+    pub gpio: GpioConfig,
     /// One entry per ejector.
     pub ejectors: Vec<EjectorConfig>,
     /// Which class goes to which lane.
@@ -173,12 +181,16 @@ impl Default for TrackingConfig {
 pub struct EjectorConfig {
     /// The lane this ejector sends parts to.
     pub lane: String,
-    /// GPIO line offset that drives it.
+    /// Header pin that drives it, a pin of the board map (`gpio.board`).
     pub pin: u32,
     /// Distance downstream of the camera reference line, in mm.
     pub distance_mm: f64,
     /// Pulse length.
     pub pulse_ms: u32,
+    /// This valve's duty-cycle limit, when it differs from
+    /// `safety.max_duty_percent`.
+    #[serde(default)]
+    pub max_duty_percent: Option<f64>,
 }
 
 /// Sorting rules.
@@ -225,6 +237,11 @@ pub struct SafetyConfig {
     /// When no frame has been processed for this long, outputs go low and
     /// pending pulses are dropped.
     pub stall_timeout_ms: u32,
+    /// Pulses on one ejector closer than this are merged into one, because a
+    /// valve cannot close and reopen in less.
+    pub min_gap_ms: u32,
+    /// No valve is open for more than this share of any second.
+    pub max_duty_percent: f64,
 }
 
 impl Default for SafetyConfig {
@@ -232,6 +249,8 @@ impl Default for SafetyConfig {
         SafetyConfig {
             max_pulse_ms: 100,
             stall_timeout_ms: 500,
+            min_gap_ms: 10,
+            max_duty_percent: 50.0,
         }
     }
 }
@@ -395,6 +414,14 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+fn require_duty(field: &str, value: f64) -> Result<(), ConfigError> {
+    if value > 0.0 && value <= 100.0 {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("{value}% is outside (0, 100]")))
+    }
+}
+
 fn require_positive(field: &str, value: f64) -> Result<(), ConfigError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
@@ -422,10 +449,13 @@ impl Config {
             other => other,
         })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        config.gpio.map = BoardMap::load(&config.gpio.board)?;
+        config.validate_pins()?;
         Ok(config)
     }
 
-    /// Parses and validates TOML text; paths stay as written.
+    /// Parses and validates TOML text; paths stay as written. The pins are
+    /// checked against the board map only by [`Config::load`], which reads it.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: PathBuf::from("<text>"),
@@ -443,6 +473,7 @@ impl Config {
             &mut self.engine.data_dir,
             &mut self.engine.calibration_images,
             &mut self.engine.validation_images,
+            &mut self.gpio.board,
         ] {
             if path.is_relative() {
                 *path = base.join(&*path);
@@ -506,6 +537,38 @@ impl Config {
         }
         if safety.stall_timeout_ms == 0 {
             return Err(invalid("safety.stall_timeout_ms", "must be at least 1 ms"));
+        }
+        if safety.min_gap_ms > safety.max_pulse_ms {
+            return Err(invalid(
+                "safety.min_gap_ms",
+                format!(
+                    "{} ms is longer than safety.max_pulse_ms ({} ms)",
+                    safety.min_gap_ms, safety.max_pulse_ms
+                ),
+            ));
+        }
+        require_duty("safety.max_duty_percent", safety.max_duty_percent)?;
+
+        let gpio = &self.gpio;
+        if gpio.realtime_priority > 99 {
+            return Err(invalid(
+                "gpio.realtime_priority",
+                "must lie in 0..=99 (0: no real-time scheduling)",
+            ));
+        }
+        if gpio.spin_us > 5000 {
+            return Err(invalid("gpio.spin_us", "must be at most 5000 µs"));
+        }
+        if let Some(estop) = &gpio.estop
+            && estop.debounce_ms > 10_000
+        {
+            return Err(invalid(
+                "gpio.estop.debounce_ms",
+                "must be at most 10000 ms",
+            ));
+        }
+        if let Some(encoder) = &gpio.encoder {
+            require_positive("gpio.encoder.mm_per_count", encoder.mm_per_count)?;
         }
 
         let calibration = &self.calibration;
@@ -581,6 +644,9 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(duty) = ejector.max_duty_percent {
+                require_duty(&field("max_duty_percent"), duty)?;
+            }
             if ejector.pulse_ms == 0 || ejector.pulse_ms > self.safety.max_pulse_ms {
                 return Err(invalid(
                     field("pulse_ms"),
@@ -590,6 +656,50 @@ impl Config {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Checks every configured pin against the loaded board map: it must be
+    /// on the header, and no line may serve two purposes.
+    pub fn validate_pins(&self) -> Result<(), ConfigError> {
+        let map = &self.gpio.map;
+        let mut users: Vec<(String, LineAddress)> = Vec::new();
+        let inputs = [
+            self.gpio
+                .estop
+                .as_ref()
+                .map(|estop| ("gpio.estop.pin".to_string(), estop.pin)),
+            self.gpio
+                .encoder
+                .as_ref()
+                .map(|encoder| ("gpio.encoder.pin".to_string(), encoder.pin)),
+        ];
+        let ejectors = self
+            .ejectors
+            .iter()
+            .enumerate()
+            .map(|(index, ejector)| Some((format!("ejectors[{index}].pin"), ejector.pin)));
+        for (field, pin) in ejectors.chain(inputs).flatten() {
+            let Some(mapping) = map.pin(pin) else {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "pin {pin} is not a GPIO of the board map {} ({}); its GPIO pins are {}",
+                        self.gpio.board.display(),
+                        map.name,
+                        map.pin_list()
+                    ),
+                ));
+            };
+            let address = mapping.address();
+            if let Some((other, _)) = users.iter().find(|(_, used)| *used == address) {
+                return Err(invalid(
+                    field,
+                    format!("pin {pin} ({address}) is already used by {other}"),
+                ));
+            }
+            users.push((field, address));
         }
         Ok(())
     }
@@ -665,115 +775,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) const EXAMPLE: &str = r#"
-        [camera]
-        replay = "clip"
-        fps = 60.0
-        width = 640
-        height = 360
-
-        [model]
-        path = "model.onnx"
-        classes = ["bolt", "nut"]
-
-        [belt]
-        speed_mm_s = 210.0
-        mm_per_px = 0.5
-        direction = "left_to_right"
-
-        [[ejectors]]
-        lane = "bolts"
-        pin = 1
-        distance_mm = 250.0
-        pulse_ms = 20
-
-        [rules]
-        default_lane = "recirculate"
-        confidence_floor = 0.5
-        [[rules.class]]
-        class = "bolt"
-        lane = "bolts"
-        [[rules.class]]
-        class = "nut"
-        lane = "recirculate"
-
-        [store]
-        path = "events.sqlite"
-    "#;
-
-    fn error_for(edit: impl Fn(&mut Config)) -> String {
-        let mut config = Config::parse(EXAMPLE).expect("example parses");
-        edit(&mut config);
-        config
-            .validate()
-            .expect_err("edit must be refused")
-            .to_string()
-    }
-
-    #[test]
-    fn example_parses_with_defaults() {
-        let config = Config::parse(EXAMPLE).unwrap();
-        assert_eq!(config.tracking, TrackingConfig::default());
-        assert_eq!(config.reference_line_px(), 320.0);
-        assert_eq!(config.belt_velocity_px_s(), 420.0);
-        assert!(config.rules.classes.iter().all(|rule| rule.enabled));
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        assert!(error_for(|c| c.ejectors[0].pulse_ms = 400).contains("ejectors[0].pulse_ms"));
-        assert!(
-            error_for(|c| c.ejectors[0].distance_mm = 100.0).contains("ejectors[0].distance_mm")
-        );
-        assert!(error_for(|c| c.belt.speed_mm_s = -1.0).contains("belt.speed_mm_s"));
-        assert!(error_for(|c| c.camera.fps = f64::NAN).contains("camera.fps"));
-        assert!(
-            error_for(|c| c.rules.classes[0].class = "gear".into())
-                .contains("rules.class[0].class")
-        );
-        assert!(
-            error_for(|c| c.rules.classes[0].lane = "nowhere".into())
-                .contains("rules.class[0].lane")
-        );
-        assert!(error_for(|c| c.model.input_size = 600).contains("model.input_size"));
-        assert!(error_for(|c| c.safety.max_pulse_ms = 5000).contains("safety.max_pulse_ms"));
-        assert!(error_for(|c| c.engine.min_recall = 1.5).contains("engine.min_recall"));
-        assert!(error_for(|c| c.engine.max_extra = f64::NAN).contains("engine.max_extra"));
-        assert!(error_for(|c| c.engine.keep_engines = 0).contains("engine.keep_engines"));
-        assert!(error_for(|c| c.engine.workspace_mib = Some(0)).contains("engine.workspace_mib"));
-        assert!(
-            error_for(|c| {
-                let mut second = c.ejectors[0].clone();
-                second.lane = "nuts".into();
-                c.ejectors.push(second);
-            })
-            .contains("ejectors[1].pin")
-        );
-    }
-
-    #[test]
-    fn parse_errors_name_the_key() {
-        let unknown = Config::parse(&EXAMPLE.replace("pulse_ms = 20", "pulse_ms = 20\npulse = 3"))
-            .unwrap_err()
-            .to_string();
-        assert!(unknown.contains("pulse"), "{unknown}");
-        let wrong_type = Config::parse(&EXAMPLE.replace("fps = 60.0", "fps = \"fast\""))
-            .unwrap_err()
-            .to_string();
-        assert!(wrong_type.contains("fps"), "{wrong_type}");
-    }
-
-    #[test]
-    fn relative_paths_resolve_against_the_file() {
-        let dir = std::env::temp_dir().join(format!("edgesort-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("edgesort.toml");
-        std::fs::write(&path, EXAMPLE).unwrap();
-        let config = Config::load(&path).unwrap();
-        assert_eq!(config.model.path, dir.join("model.onnx"));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

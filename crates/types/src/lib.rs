@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod atomic_file;
+pub mod board;
 pub mod config;
 mod detection;
 mod frame;

@@ -1,0 +1,191 @@
+use super::*;
+
+pub(crate) const EXAMPLE: &str = r#"
+    [camera]
+    replay = "clip"
+    fps = 60.0
+    width = 640
+    height = 360
+
+    [model]
+    path = "model.onnx"
+    classes = ["bolt", "nut"]
+
+    [belt]
+    speed_mm_s = 210.0
+    mm_per_px = 0.5
+    direction = "left_to_right"
+
+    [gpio]
+    board = "pins/orin-nano-devkit.toml"
+
+    [[ejectors]]
+    lane = "bolts"
+    pin = 29
+    distance_mm = 250.0
+    pulse_ms = 20
+
+    [rules]
+    default_lane = "recirculate"
+    confidence_floor = 0.5
+    [[rules.class]]
+    class = "bolt"
+    lane = "bolts"
+    [[rules.class]]
+    class = "nut"
+    lane = "recirculate"
+
+    [store]
+    path = "events.sqlite"
+"#;
+
+fn error_for(edit: impl Fn(&mut Config)) -> String {
+    let mut config = Config::parse(EXAMPLE).expect("example parses");
+    edit(&mut config);
+    config
+        .validate()
+        .expect_err("edit must be refused")
+        .to_string()
+}
+
+#[test]
+fn example_parses_with_defaults() {
+    let config = Config::parse(EXAMPLE).unwrap();
+    assert_eq!(config.tracking, TrackingConfig::default());
+    assert_eq!(config.reference_line_px(), 320.0);
+    assert_eq!(config.belt_velocity_px_s(), 420.0);
+    assert!(config.rules.classes.iter().all(|rule| rule.enabled));
+}
+
+#[test]
+fn errors_name_the_field() {
+    assert!(error_for(|c| c.ejectors[0].pulse_ms = 400).contains("ejectors[0].pulse_ms"));
+    assert!(error_for(|c| c.ejectors[0].distance_mm = 100.0).contains("ejectors[0].distance_mm"));
+    assert!(error_for(|c| c.belt.speed_mm_s = -1.0).contains("belt.speed_mm_s"));
+    assert!(error_for(|c| c.camera.fps = f64::NAN).contains("camera.fps"));
+    assert!(
+        error_for(|c| c.rules.classes[0].class = "gear".into()).contains("rules.class[0].class")
+    );
+    assert!(
+        error_for(|c| c.rules.classes[0].lane = "nowhere".into()).contains("rules.class[0].lane")
+    );
+    assert!(error_for(|c| c.model.input_size = 600).contains("model.input_size"));
+    assert!(error_for(|c| c.safety.max_pulse_ms = 5000).contains("safety.max_pulse_ms"));
+    assert!(error_for(|c| c.engine.min_recall = 1.5).contains("engine.min_recall"));
+    assert!(error_for(|c| c.engine.max_extra = f64::NAN).contains("engine.max_extra"));
+    assert!(error_for(|c| c.engine.keep_engines = 0).contains("engine.keep_engines"));
+    assert!(error_for(|c| c.engine.workspace_mib = Some(0)).contains("engine.workspace_mib"));
+    assert!(
+        error_for(|c| {
+            let mut second = c.ejectors[0].clone();
+            second.lane = "nuts".into();
+            c.ejectors.push(second);
+        })
+        .contains("ejectors[1].pin")
+    );
+}
+
+#[test]
+fn parse_errors_name_the_key() {
+    let unknown = Config::parse(&EXAMPLE.replace("pulse_ms = 20", "pulse_ms = 20\npulse = 3"))
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("pulse"), "{unknown}");
+    let wrong_type = Config::parse(&EXAMPLE.replace("fps = 60.0", "fps = \"fast\""))
+        .unwrap_err()
+        .to_string();
+    assert!(wrong_type.contains("fps"), "{wrong_type}");
+}
+
+#[test]
+fn relative_paths_resolve_against_the_file() {
+    let dir = std::env::temp_dir().join(format!("edgesort-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("edgesort.toml");
+    std::fs::write(&path, EXAMPLE).unwrap();
+    std::fs::create_dir_all(dir.join("pins")).unwrap();
+    std::fs::copy(
+        bundled_board_folder().join("orin-nano-devkit.toml"),
+        dir.join("pins/orin-nano-devkit.toml"),
+    )
+    .unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.model.path, dir.join("model.onnx"));
+    assert_eq!(config.gpio.map.pin(29).unwrap().line, 105);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn bundled_board_folder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board/pins")
+}
+
+fn with_nano_map() -> Config {
+    let mut config = Config::parse(EXAMPLE).unwrap();
+    config.gpio.board = bundled_board_folder().join("orin-nano-devkit.toml");
+    config.gpio.map = BoardMap::load(&config.gpio.board).unwrap();
+    config.validate_pins().unwrap();
+    config
+}
+
+#[test]
+fn pins_must_be_on_the_board_and_drive_one_thing() {
+    let mut config = with_nano_map();
+    config.ejectors[0].pin = 8;
+    let error = config.validate_pins().unwrap_err().to_string();
+    assert!(
+        error.contains("ejectors[0].pin: pin 8 is not a GPIO"),
+        "{error}"
+    );
+    assert!(error.contains("7, 11, 12"), "{error}");
+
+    let mut config = with_nano_map();
+    config.gpio.estop = Some(EstopConfig {
+        pin: 29,
+        active: ActiveLevel::Low,
+        debounce_ms: 20,
+    });
+    let error = config.validate_pins().unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "gpio.estop.pin: pin 29 (tegra234-gpio line 105) is already used by ejectors[0].pin"
+        ),
+        "{error}"
+    );
+
+    // A corrected map that puts two header pins on one line.
+    let mut config = with_nano_map();
+    let mut second = config.ejectors[0].clone();
+    second.lane = "nuts".into();
+    second.pin = 31;
+    config.ejectors.push(second);
+    config
+        .gpio
+        .map
+        .pins
+        .iter_mut()
+        .find(|m| m.pin == 31)
+        .unwrap()
+        .line = 105;
+    let error = config.validate_pins().unwrap_err().to_string();
+    assert!(error.contains("ejectors[1].pin: pin 31"), "{error}");
+}
+
+#[test]
+fn safety_limits_are_checked() {
+    assert!(error_for(|c| c.safety.max_duty_percent = 0.0).contains("safety.max_duty_percent"));
+    assert!(
+        error_for(|c| c.ejectors[0].max_duty_percent = Some(120.0))
+            .contains("ejectors[0].max_duty_percent")
+    );
+    assert!(error_for(|c| c.safety.min_gap_ms = 500).contains("safety.min_gap_ms"));
+    assert!(error_for(|c| c.gpio.realtime_priority = 120).contains("gpio.realtime_priority"));
+    assert!(
+        error_for(|c| {
+            c.gpio.encoder = Some(EncoderConfig {
+                pin: 33,
+                mm_per_count: 0.0,
+            })
+        })
+        .contains("gpio.encoder.mm_per_count")
+    );
+}
