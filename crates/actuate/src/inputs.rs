@@ -33,13 +33,6 @@ pub trait EdgeInput: InputPin + Send + 'static {
 }
 
 pub(crate) fn watch_estop<I: EdgeInput>(mut input: I, shared: &Shared, clock: &dyn Clock) {
-    match input.is_high() {
-        Ok(active) => shared.estop_edge(active, clock.now()),
-        Err(error) => {
-            tracing::error!(?error, "cannot read the e-stop input: treated as pressed");
-            shared.estop_edge(true, clock.now());
-        }
-    }
     while !shared.stop.load(Ordering::SeqCst) {
         match input.wait_edge(WATCH_POLL) {
             Ok(Some(edge)) => shared.estop_edge(edge.active, edge.at),

@@ -175,9 +175,16 @@ impl EjectorScheduler {
     }
 
     /// Watches an e-stop input: its first active edge drives every output low.
-    /// The level at start counts as an edge, so a box started with the e-stop
-    /// pressed starts stopped.
-    pub fn watch_estop<I: EdgeInput>(&mut self, input: I) {
+    /// The level when this is called counts as an edge, so a box started with
+    /// the e-stop pressed starts stopped, and refuses any pulse queued after.
+    pub fn watch_estop<I: EdgeInput>(&mut self, mut input: I) {
+        // Read here, not on the watcher thread: a pulse queued right after
+        // this call must already find a pressed e-stop.
+        let active = input.is_high().unwrap_or_else(|error| {
+            tracing::error!(?error, "cannot read the e-stop input: treated as pressed");
+            true
+        });
+        self.shared.estop_edge(active, self.clock.now());
         let shared = self.shared.clone();
         let clock = self.clock.clone();
         let priority = self.watcher_priority;
@@ -547,6 +554,24 @@ mod tests {
         let outcomes: Vec<_> = reports.iter().map(|r| r.outcome.as_str()).collect();
         assert_eq!(outcomes, ["fired", "fired", "estop", "estop", "fired"]);
         assert_eq!(pins[0].edges().len(), 4);
+    }
+
+    /// A pulse queued right after the e-stop is attached, while it is pressed,
+    /// never reaches the output.
+    #[test]
+    fn a_pressed_estop_refuses_the_first_pulse() {
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        let pin = SimulatedPin::new(clock.clone());
+        let mut ejectors = scheduler(std::slice::from_ref(&pin), &clock, Duration::from_secs(5));
+        let estop = SimulatedInput::new(clock.clone());
+        estop.set(true);
+        ejectors.watch_estop(estop);
+        ejectors.heartbeat();
+        ejectors.schedule(request(1, 0, &clock, 0.0, 20)).unwrap();
+        let reports = ejectors.finish().unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].outcome, Outcome::EmergencyStop);
+        assert!(pin.edges().is_empty(), "{:?}", pin.edges());
     }
 
     #[test]

@@ -240,8 +240,6 @@ fn pulse(args: &PulseArgs) -> Result<()> {
             estop.active == ActiveLevel::Low,
             Edges::Both,
         )?);
-        // Let the watcher report the e-stop's level before the pulse.
-        std::thread::sleep(Duration::from_millis(10));
     }
     scheduler.heartbeat();
     scheduler.schedule(PulseRequest {
