@@ -19,6 +19,9 @@ const REQUEST_INTERVAL: Duration = Duration::from_millis(1);
 
 const PULSE: Duration = Duration::from_millis(2);
 
+/// Pulses the e-stop presses interrupt: the longest the bench bank allows.
+const ESTOP_PULSE: Duration = Duration::from_millis(100);
+
 /// Requests are planned this far ahead, uniformly.
 const MIN_AHEAD_NS: u64 = 1_000_000;
 const MAX_AHEAD_NS: u64 = 50_000_000;
@@ -95,8 +98,10 @@ pub struct ActuationReport {
     pub rise_error: ErrorSpread,
     /// High time minus planned pulse length.
     pub length_error: ErrorSpread,
-    /// E-stop input edge to the last output's falling edge.
+    /// E-stop input edge to the output's falling edge.
     pub estop_latency: ErrorSpread,
+    /// Presses that gave no sample: the pulse had ended before the press.
+    pub estop_skipped: usize,
     /// Wall time of the run, s.
     pub seconds: f64,
 }
@@ -191,6 +196,7 @@ pub fn bench_actuation(options: ActuationOptions) -> ActuationReport {
         }
     }
 
+    let (estop_latencies, estop_skipped) = time_estops(&clock, options);
     ActuationReport {
         pulses: options.pulses,
         fired: rise_errors.len(),
@@ -207,7 +213,8 @@ pub fn bench_actuation(options: ActuationOptions) -> ActuationReport {
         spin_us: options.spin.as_secs_f64() * 1e6,
         rise_error: ErrorSpread::of(rise_errors),
         length_error: ErrorSpread::of(length_errors),
-        estop_latency: ErrorSpread::of(time_estops(&clock, options)),
+        estop_latency: ErrorSpread::of(estop_latencies),
+        estop_skipped,
         seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -239,44 +246,50 @@ fn spawn(
 }
 
 /// Presses the e-stop while a pulse is high, `options.estop_trips` times;
-/// returns each press's latency to the output's falling edge.
-fn time_estops(clock: &Arc<dyn Clock>, options: ActuationOptions) -> Vec<i64> {
+/// returns each press's latency to the output's falling edge, and how many
+/// presses gave no sample (the pulse was not high in time, or had ended
+/// before the press because this thread was held up).
+fn time_estops(clock: &Arc<dyn Clock>, options: ActuationOptions) -> (Vec<i64>, usize) {
     let pins = [SimulatedPin::new(clock.clone())];
     let mut scheduler = spawn(&pins, clock, options);
     let estop = SimulatedInput::new(clock.clone());
     scheduler.watch_estop(estop.clone());
     let mut latencies = Vec::new();
+    let mut skipped = 0;
     for part in 0..options.estop_trips {
+        // Where this pulse's falling edge will be in the record.
+        let fall_index = pins[0].edges().len() + 1;
         scheduler.heartbeat();
         let _ = scheduler.schedule(edgesort_actuate::PulseRequest {
             part_id: part as u64,
             ejector: 0,
             seen_at: clock.now(),
             distance_mm: 1.0,
-            duration: Duration::from_millis(20),
+            duration: ESTOP_PULSE,
         });
-        if !wait_for(|| pins[0].is_set_high()) {
-            continue;
+        let pressed = wait_for(|| pins[0].is_set_high()).then(|| estop.set(true));
+        // The press's own falling edge; one the pulse's end made before the
+        // press is no sample.
+        match pressed {
+            Some(pressed)
+                if wait_for(|| !pins[0].is_set_high())
+                    && pins[0]
+                        .edges()
+                        .get(fall_index)
+                        .is_some_and(|fall| fall.at >= pressed) =>
+            {
+                latencies.push(signed_ns(pins[0].edges()[fall_index].at, pressed));
+            }
+            _ => skipped += 1,
         }
-        std::thread::sleep(Duration::from_millis(1));
-        let edges_before = pins[0].edges().len();
-        let pressed = estop.set(true);
-        // The press's own falling edge: one the pulse's end made before the
-        // press (a late wake-up of this thread) is no sample.
-        if wait_for(|| !pins[0].is_set_high())
-            && let Some(fall) = pins[0].edges().get(edges_before)
-            && fall.at >= pressed
-        {
-            latencies.push(signed_ns(fall.at, pressed));
-        }
-        drop(scheduler.take_reports());
         estop.set(false);
+        drop(scheduler.take_reports());
         while scheduler.reset_estop().is_err() {
             std::thread::sleep(Duration::from_micros(100));
         }
     }
     drop(scheduler.finish());
-    latencies
+    (latencies, skipped)
 }
 
 fn wait_for(condition: impl Fn() -> bool) -> bool {
@@ -320,7 +333,11 @@ mod tests {
         assert_eq!(report.rise_error.samples, report.fired, "{report:?}");
         // Never early, but for the float rounding of belt positions (ns).
         assert!(report.rise_error.min_us > -0.1, "{report:?}");
-        assert_eq!(report.estop_latency.samples, 5, "{report:?}");
+        assert_eq!(
+            report.estop_latency.samples + report.estop_skipped,
+            5,
+            "{report:?}"
+        );
         assert!(report.estop_latency.min_us >= 0.0, "{report:?}");
     }
 

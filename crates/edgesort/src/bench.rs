@@ -89,6 +89,10 @@ fn run_actuation_bench(args: ActuationArgs) -> Result<()> {
             spread.max_us
         );
     }
+    println!(
+        "e-stop presses without a sample (the pulse ended before the press): {}",
+        report.estop_skipped
+    );
     Ok(())
 }
 
