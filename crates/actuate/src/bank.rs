@@ -2,7 +2,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use edgesort_types::Timestamp;
+use edgesort_types::{Clock, ManualClock, Timestamp};
 use embedded_hal::digital::OutputPin;
 
 use crate::belt::BeltMotion;
@@ -379,6 +379,28 @@ impl<P: OutputPin> EjectorBank<P> {
                 self.fall(fall, now, belt)?;
             }
         }
+        Ok(reports)
+    }
+
+    /// Replays time up to `until` on a manual clock: services every deadline
+    /// on the way at its own instant, so edges land exactly when planned
+    /// whatever the machine's speed.
+    pub fn advance_to(
+        &mut self,
+        clock: &ManualClock,
+        until: Timestamp,
+        belt: &BeltMotion,
+    ) -> Result<Vec<PulseReport>, ActuateError> {
+        let mut reports = Vec::new();
+        while let Some(deadline) = self
+            .next_deadline(clock.now(), belt)
+            .filter(|deadline| *deadline <= until)
+        {
+            clock.advance_to(deadline);
+            reports.extend(self.service(deadline, belt)?);
+        }
+        clock.advance_to(until);
+        reports.extend(self.service(until, belt)?);
         Ok(reports)
     }
 

@@ -15,14 +15,13 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 /// process's memory, so that neither ordinary threads nor page faults can
 /// delay an edge. Where that is not permitted it says so once and goes on.
 pub(crate) fn make_realtime(priority: u8) -> RealtimeStatus {
+    let fifo = set_fifo(priority);
     if priority == 0 {
-        let off = "off (realtime_priority = 0)".to_string();
         return RealtimeStatus {
-            fifo: Err(off.clone()),
-            memory_locked: Err(off),
+            memory_locked: fifo.clone().map(drop),
+            fifo,
         };
     }
-    let fifo = set_fifo(priority);
     // SAFETY: mlockall takes flags only and touches no memory of ours.
     let memory_locked = match unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } {
         0 => Ok(()),

@@ -28,15 +28,7 @@ impl<P: OutputPin + Send + 'static> Ejectors<P> {
             reports,
         } = self
         {
-            while let Some(deadline) = bank
-                .next_deadline(clock.now(), belt)
-                .filter(|deadline| *deadline <= time)
-            {
-                clock.advance_to(deadline);
-                reports.extend(bank.service(deadline, belt)?);
-            }
-            clock.advance_to(time);
-            reports.extend(bank.service(time, belt)?);
+            reports.extend(bank.advance_to(clock, time, belt)?);
         }
         Ok(())
     }

@@ -63,19 +63,9 @@ fn rig(ejectors: usize) -> Rig {
 impl Rig {
     /// Services every deadline up to `until`, as the replay driver does.
     fn run_until(&mut self, until: u64) -> Vec<PulseReport> {
-        let mut reports = Vec::new();
-        let until = Timestamp::from_nanos(until);
-        while let Some(deadline) = self
-            .bank
-            .next_deadline(self.clock.now(), &self.belt)
-            .filter(|deadline| *deadline <= until)
-        {
-            self.clock.advance_to(deadline);
-            reports.extend(self.bank.service(deadline, &self.belt).unwrap());
-        }
-        self.clock.advance_to(until);
-        reports.extend(self.bank.service(until, &self.belt).unwrap());
-        reports
+        self.bank
+            .advance_to(&self.clock, Timestamp::from_nanos(until), &self.belt)
+            .unwrap()
     }
 
     /// A part seen now, due at `at_ms` on the 1000 mm/s belt.
