@@ -50,3 +50,116 @@ pub enum CaptureError {
         height: u32,
     },
 }
+
+/// Why a V4L2 camera could not be opened or read. Every message names the
+/// device node.
+#[derive(Debug, thiserror::Error)]
+pub enum CameraError {
+    /// The device node does not exist.
+    #[error(
+        "no camera at {device}: the device node does not exist (is it plugged in? \
+         `edgesort camera list` shows the cameras found)"
+    )]
+    NoDevice {
+        /// The device node.
+        device: PathBuf,
+    },
+    /// Another process holds the camera.
+    #[error(
+        "camera {device} is busy: another process is streaming from it (`fuser {device}` \
+         names it)"
+    )]
+    Busy {
+        /// The device node.
+        device: PathBuf,
+    },
+    /// The process may not open the node.
+    #[error("no permission to open camera {device}: run as root or join the `video` group")]
+    Permission {
+        /// The device node.
+        device: PathBuf,
+    },
+    /// The node is not a capture device with streaming I/O.
+    #[error("{device} ({card}, driver {driver}) is not a video capture device with streaming I/O")]
+    NotCapture {
+        /// The device node.
+        device: PathBuf,
+        /// The driver's card name.
+        card: String,
+        /// The driver.
+        driver: String,
+    },
+    /// No usable mode.
+    #[error("camera {device}: {source}")]
+    Negotiation {
+        /// The device node.
+        device: PathBuf,
+        /// What did not match.
+        #[source]
+        source: crate::NegotiationError,
+    },
+    /// The camera went away (unplugged, USB reset).
+    #[error("camera {device} disconnected")]
+    Disconnected {
+        /// The device node.
+        device: PathBuf,
+    },
+    /// No frame arrived in time.
+    #[error("camera {device} delivered no frame for {waited_ms} ms")]
+    Timeout {
+        /// The device node.
+        device: PathBuf,
+        /// How long it was waited for.
+        waited_ms: u64,
+    },
+    /// One frame could not be used; the stream goes on.
+    #[error("camera {device}: frame {sequence} is unusable: {reason}")]
+    CorruptFrame {
+        /// The device node.
+        device: PathBuf,
+        /// The driver's sequence number.
+        sequence: u32,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Any other failure of a V4L2 call.
+    #[error("camera {device}: {operation} failed")]
+    Device {
+        /// The device node.
+        device: PathBuf,
+        /// The call, e.g. `VIDIOC_S_FMT`.
+        operation: &'static str,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CameraError {
+    /// Sorts a failed call on `device` into the error a technician can act on.
+    pub fn from_io(
+        device: &std::path::Path,
+        operation: &'static str,
+        source: std::io::Error,
+    ) -> Self {
+        let device = device.to_owned();
+        match source.raw_os_error() {
+            Some(libc::ENOENT) => CameraError::NoDevice { device },
+            Some(libc::EBUSY) => CameraError::Busy { device },
+            Some(libc::EACCES | libc::EPERM) => CameraError::Permission { device },
+            Some(libc::ENODEV | libc::ENXIO | libc::ESHUTDOWN) => {
+                CameraError::Disconnected { device }
+            }
+            _ => CameraError::Device {
+                device,
+                operation,
+                source,
+            },
+        }
+    }
+
+    /// Whether the stream can go on with the next frame.
+    pub fn is_frame_only(&self) -> bool {
+        matches!(self, CameraError::CorruptFrame { .. })
+    }
+}

@@ -9,6 +9,14 @@ use zune_jpeg::zune_core::options::DecoderOptions;
 /// since it still fills in a stream cut short inside the scan, the stream must
 /// also carry its end-of-image marker after the last scan.
 pub fn decode_jpeg_rgb(bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
+    let mut pixels = Vec::new();
+    let (width, height) = decode_jpeg_rgb_into(bytes, &mut pixels)?;
+    Ok((width, height, pixels))
+}
+
+/// [`decode_jpeg_rgb`] into a buffer the caller reuses from frame to frame,
+/// returning `(width, height)`; `rgb` is resized to fit.
+pub fn decode_jpeg_rgb_into(bytes: &[u8], rgb: &mut Vec<u8>) -> Result<(u32, u32), String> {
     if !ends_after_last_scan(bytes) {
         return Err("truncated: no end-of-image marker after the last scan".into());
     }
@@ -16,17 +24,25 @@ pub fn decode_jpeg_rgb(bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
         .set_strict_mode(true)
         .jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut decoder = JpegDecoder::new_with_options(bytes, options);
-    let pixels = decoder.decode().map_err(|error| error.to_string())?;
+    decoder
+        .decode_headers()
+        .map_err(|error| error.to_string())?;
     let (width, height) = decoder
         .dimensions()
         .ok_or_else(|| "decoder reported no dimensions".to_string())?;
-    if pixels.len() != width * height * 3 {
+    let size = decoder
+        .output_buffer_size()
+        .ok_or_else(|| "decoder reported no output size".to_string())?;
+    if size != width * height * 3 {
         return Err(format!(
-            "decoded {} bytes for a {width}x{height} RGB image",
-            pixels.len()
+            "decodes to {size} bytes, not a {width}x{height} RGB image"
         ));
     }
-    Ok((width as u32, height as u32, pixels))
+    rgb.resize(size, 0);
+    decoder
+        .decode_into(rgb)
+        .map_err(|error| error.to_string())?;
+    Ok((width as u32, height as u32))
 }
 
 /// Whether an EOI marker (FF D9) follows the last start-of-scan (FF DA).

@@ -1,5 +1,11 @@
 //! Frame sources: where images enter edgesort.
 //!
+//! [`LiveCamera`] streams a V4L2 camera (USB UVC or CSI) on its own thread:
+//! the mode is negotiated from the configuration ([`negotiate`]), exposure
+//! and friends are fixed ([`plan_controls`]), each frame carries the driver's
+//! capture time and sequence number, YUYV, NV12, GREY, RGB and BGR are read in
+//! place and MJPEG is decoded, and a camera that goes away is reopened.
+//!
 //! [`ReplaySource`] plays a recorded clip (`frames/*.jpg`, in name order) as a
 //! camera. Each frame gets a sequence number and a timestamp on the nominal
 //! frame grid, `start + sequence / fps`, so a replay is deterministic whatever
@@ -8,10 +14,25 @@
 //! count and skip: its sequence number is spent, as a camera's would be.
 #![deny(missing_docs)]
 
+mod controls;
+mod convert;
 mod error;
 mod jpeg;
+mod live;
+pub mod negotiate;
 mod replay;
+mod v4l2;
 
-pub use error::CaptureError;
-pub use jpeg::decode_jpeg_rgb;
+pub use controls::{ControlInfo, ControlPlan, ControlWrite, id as control_id, plan_controls};
+pub use convert::raw_to_rgb;
+pub use edgesort_types::config::CameraControls;
+pub use edgesort_types::{CaptureFormat, fourcc_text};
+pub use error::{CameraError, CaptureError};
+pub use jpeg::{decode_jpeg_rgb, decode_jpeg_rgb_into};
+pub use live::{CameraHealth, CaptureCounters, FrameDevice, LiveCamera, LiveOptions, Opener};
+pub use negotiate::{CameraRequest, NegotiationError, StreamMode};
 pub use replay::{ReplaySource, clip_frames, list_jpegs, probe_frame_size};
+pub use v4l2::{
+    CameraDescription, CameraSettings, FormatListing, OpenReport, RawFrame, SizeListing,
+    V4l2Camera, describe_camera, video_nodes,
+};

@@ -7,6 +7,7 @@
 
 mod bench;
 mod calibrate;
+mod camera;
 mod eval;
 mod gpio;
 mod provision;
@@ -19,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 use crate::bench::{BenchCommand, run_bench_command};
 use crate::calibrate::{CalibrateArgs, run_calibrate_command};
+use crate::camera::{CameraCommand, run_camera_command};
 use crate::eval::{EvalArgs, run_eval_command};
 use crate::gpio::{GpioCommand, run_gpio_command};
 use crate::provision::{
@@ -73,6 +75,10 @@ enum Command {
     /// watch an input.
     #[command(subcommand)]
     Gpio(GpioCommand),
+    /// The V4L2 cameras: list what they offer, save a frame for focusing,
+    /// stream and count drops.
+    #[command(subcommand)]
+    Camera(CameraCommand),
 }
 
 /// Exit codes a technician's script can act on.
@@ -107,6 +113,7 @@ fn classify(error: &anyhow::Error) -> Failure {
             }
         }
         if cause.is::<edgesort_capture::CaptureError>()
+            || cause.is::<edgesort_capture::CameraError>()
             || cause.is::<edgesort_eval::EvalError>()
             || cause.is::<edgesort_bench::BenchError>()
             || cause.is::<edgesort_calibrate::CalibrateError>()
@@ -146,6 +153,7 @@ fn main() -> ExitCode {
         Command::Provision(args) => run_provision_command(args),
         Command::Status(args) => run_status_command(args),
         Command::Gpio(command) => run_gpio_command(command),
+        Command::Camera(command) => run_camera_command(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

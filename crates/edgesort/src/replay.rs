@@ -106,7 +106,7 @@ fn fit_config_to_clip(
         config.belt.mm_per_px *= ratio;
         config.belt.reference_line_px = config.belt.reference_line_px.map(|line| line / ratio);
     }
-    config.camera.replay = args.clip.clone();
+    config.camera.replay = Some(args.clip.clone());
     config.camera.width = width;
     config.camera.height = height;
     if let Some(mm_per_px) = args.mm_per_px {

@@ -85,13 +85,21 @@ impl GpuLetterbox {
                 layout.format, layout.width, layout.stride
             )));
         }
+        let format = match layout.format {
+            PixelFormat::Rgb24 => 0,
+            PixelFormat::Bgr24 => 1,
+            PixelFormat::Yuyv => 2,
+            PixelFormat::Nv12 => 3,
+            PixelFormat::Grey => {
+                return Err(GpuError::Geometry(
+                    "GREY frames are expanded to RGB on the CPU; the GPU letterbox reads \
+                     RGB, BGR, YUYV and NV12"
+                        .into(),
+                ));
+            }
+        };
         let params = LetterboxParams {
-            format: match layout.format {
-                PixelFormat::Rgb24 => 0,
-                PixelFormat::Bgr24 => 1,
-                PixelFormat::Yuyv => 2,
-                PixelFormat::Nv12 => 3,
-            },
+            format,
             frame_width: layout.width as i32,
             frame_height: layout.height as i32,
             stride: layout.stride as i32,

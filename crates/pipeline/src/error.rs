@@ -1,6 +1,9 @@
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// A replay was asked for, but the configuration names no clip.
+    #[error("camera.replay is not set: a replay needs a clip folder")]
+    NoReplay,
     /// The camera (or clip) could not be opened.
     #[error("cannot open the camera")]
     Capture(#[from] edgesort_capture::CaptureError),

@@ -59,6 +59,7 @@ where
 {
     let started = Instant::now();
     let camera = &config.camera;
+    let clip = camera.replay.as_ref().ok_or(PipelineError::NoReplay)?;
 
     // Build the inference plan before the camera starts, so the first real
     // frame is not late and a model that is not YOLO-shaped fails up front.
@@ -73,13 +74,7 @@ where
         Pacing::RealTime => clock.now().saturating_add(REALTIME_LEAD),
         Pacing::AsFastAsPossible => Timestamp::ZERO,
     };
-    let source = ReplaySource::open(
-        &camera.replay,
-        camera.fps,
-        camera.width,
-        camera.height,
-        origin,
-    )?;
+    let source = ReplaySource::open(clip, camera.fps, camera.width, camera.height, origin)?;
     let frames_in_clip = source.len() as u64;
 
     let mut store = Store::open(&config.store.path)?;

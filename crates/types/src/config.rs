@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::board::{BoardMap, LineAddress};
 
+mod camera;
 mod gpio;
 
+pub use camera::{CameraConfig, CameraControls};
 pub use gpio::{ActiveLevel, EncoderConfig, EstopConfig, GpioConfig};
 
 /// No ejector valve needs a pulse this long; a longer one means a typo that
@@ -81,20 +83,6 @@ pub struct Config {
     /// How the box builds, checks and keeps its TensorRT engine.
     #[serde(default)]
     pub engine: EngineConfig,
-}
-
-/// The camera, or a recorded clip standing in for it.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CameraConfig {
-    /// A folder with `frames/*.jpg` replayed as a camera.
-    pub replay: PathBuf,
-    /// Frames per second.
-    pub fps: f64,
-    /// Frame width in pixels.
-    pub width: u32,
-    /// Frame height in pixels.
-    pub height: u32,
 }
 
 /// The detector model.
@@ -466,8 +454,12 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
+        if let Some(replay) = &mut self.camera.replay
+            && replay.is_relative()
+        {
+            *replay = base.join(&*replay);
+        }
         for path in [
-            &mut self.camera.replay,
             &mut self.model.path,
             &mut self.store.path,
             &mut self.engine.data_dir,
@@ -484,6 +476,30 @@ impl Config {
     /// Checks every field; the first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let camera = &self.camera;
+        if camera.device.is_none() && camera.replay.is_none() {
+            return Err(invalid(
+                "camera",
+                "names neither a device (e.g. device = \"/dev/video0\") nor a replay folder",
+            ));
+        }
+        if camera.formats.is_empty() {
+            return Err(invalid("camera.formats", "lists no format"));
+        }
+        if !(2..=32).contains(&camera.buffers) {
+            return Err(invalid(
+                "camera.buffers",
+                format!("{} is outside 2..=32", camera.buffers),
+            ));
+        }
+        if camera.stall_ms < 100 {
+            return Err(invalid(
+                "camera.stall_ms",
+                format!(
+                    "{} ms would call a camera between two frames stalled",
+                    camera.stall_ms
+                ),
+            ));
+        }
         require_positive("camera.fps", camera.fps)?;
         if camera.width == 0 || camera.height == 0 {
             return Err(invalid(

@@ -9,6 +9,7 @@
 
 mod atomic_file;
 pub mod board;
+mod capture_format;
 pub mod config;
 mod detection;
 mod frame;
@@ -16,6 +17,7 @@ mod pixel;
 mod time;
 
 pub use atomic_file::{PARTIAL_PREFIX, sync_folder, write_atomically};
+pub use capture_format::{CaptureFormat, fourcc_text};
 pub use detection::{BoundingBox, ClassId, Detection};
 pub use frame::Frame;
 pub use pixel::{FrameLayout, PixelFormat, yuv_to_rgb};

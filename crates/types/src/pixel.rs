@@ -10,6 +10,8 @@ pub enum PixelFormat {
     /// YUV 4:2:0: a Y plane, then one plane of interleaved U, V at half
     /// resolution (V4L2 `NV12`).
     Nv12,
+    /// 8-bit luminance only (V4L2 `GREY`), as monochrome industrial cameras give.
+    Grey,
 }
 
 /// A frame's format, size and row stride: enough to find any pixel.
@@ -33,6 +35,7 @@ impl FrameLayout {
             PixelFormat::Rgb24 | PixelFormat::Bgr24 => 3 * width,
             PixelFormat::Yuyv => 2 * width.next_multiple_of(2),
             PixelFormat::Nv12 => width.next_multiple_of(2),
+            PixelFormat::Grey => width,
         };
         FrameLayout {
             format,
@@ -72,6 +75,10 @@ impl FrameLayout {
             PixelFormat::Nv12 => {
                 let chroma = (self.height as usize + y / 2) * stride + 2 * (x / 2);
                 yuv_to_rgb(bytes[y * stride + x], bytes[chroma], bytes[chroma + 1])
+            }
+            PixelFormat::Grey => {
+                let luma = bytes[y * stride + x];
+                [luma, luma, luma]
             }
         }
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::CaptureFormat;
 
 pub(crate) const EXAMPLE: &str = r#"
     [camera]
@@ -188,4 +189,57 @@ fn safety_limits_are_checked() {
         })
         .contains("gpio.encoder.mm_per_count")
     );
+}
+
+#[test]
+fn a_v4l2_camera_is_configured_by_device_formats_and_controls() {
+    let live = EXAMPLE.replace(
+        "replay = \"clip\"",
+        "device = \"/dev/v4l/by-id/usb-cam-video-index0\"\n    formats = [\"mjpg\", \"YUYV\"]\n    \
+         controls = { exposure_us = 800, gain = 16 }",
+    );
+    let config = Config::parse(&live).unwrap();
+    let camera = &config.camera;
+    assert_eq!(camera.replay, None);
+    assert_eq!(
+        camera.formats,
+        [
+            CaptureFormat::Mjpeg,
+            CaptureFormat::Raw(crate::PixelFormat::Yuyv)
+        ]
+    );
+    assert_eq!((camera.buffers, camera.stall_ms), (4, 1000));
+    assert_eq!(
+        camera.controls,
+        CameraControls {
+            exposure_us: Some(800),
+            gain: Some(16),
+            ..CameraControls::default()
+        }
+    );
+    // Left out, every format edgesort reads is acceptable, raw ones first.
+    let replay = Config::parse(EXAMPLE).unwrap();
+    assert_eq!(replay.camera.formats, CaptureFormat::ALL);
+}
+
+#[test]
+fn camera_mistakes_name_the_field() {
+    let unknown = Config::parse(&EXAMPLE.replace("fps = 60.0", "fps = 60.0\nformats = [\"H264\"]"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unknown.contains("unknown camera format \"H264\"; edgesort reads YUYV, NV12"),
+        "{unknown}"
+    );
+    assert_eq!(
+        error_for(|config| config.camera.replay = None),
+        "invalid config: camera: names neither a device (e.g. device = \"/dev/video0\") nor a \
+         replay folder"
+    );
+    assert_eq!(
+        error_for(|config| config.camera.buffers = 1),
+        "invalid config: camera.buffers: 1 is outside 2..=32"
+    );
+    assert!(error_for(|config| config.camera.formats.clear()).contains("camera.formats"));
+    assert!(error_for(|config| config.camera.stall_ms = 10).contains("camera.stall_ms"));
 }

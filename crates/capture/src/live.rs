@@ -1,0 +1,468 @@
+//! A live camera on its own thread: frames converted as they arrive, the
+//! newest one handed to the pipeline, every lost frame counted by cause, and
+//! the camera reopened whenever it goes away.
+//!
+//! The pipeline must never see a stale frame, so the hand-over holds one
+//! frame: a new one replaces one the pipeline has not taken yet (a pipeline
+//! drop). Frames the driver lost show as gaps in its sequence numbers (driver
+//! drops). A frame that cannot be decoded is counted and skipped; the stream
+//! goes on. A camera that disconnects, or delivers nothing for the stall
+//! time, is closed and reopened with a short capped backoff, so it streams
+//! again well within a second of coming back, without restarting the process.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use edgesort_types::{Clock, Frame, FrameLayout, MonotonicClock};
+
+use crate::v4l2::{CameraSettings, OpenReport, RawFrame, V4l2Camera};
+use crate::{CameraError, CaptureFormat, StreamMode, decode_jpeg_rgb_into, raw_to_rgb};
+
+/// A camera the capture thread reads.
+pub trait FrameDevice: Send {
+    /// The mode it streams in.
+    fn mode(&self) -> StreamMode;
+    /// The next frame, waiting at most `timeout`.
+    fn next(&mut self, timeout: Duration) -> Result<RawFrame<'_>, CameraError>;
+}
+
+impl FrameDevice for V4l2Camera {
+    fn mode(&self) -> StreamMode {
+        V4l2Camera::mode(self)
+    }
+
+    fn next(&mut self, timeout: Duration) -> Result<RawFrame<'_>, CameraError> {
+        V4l2Camera::next(self, timeout)
+    }
+}
+
+/// Opens (and reopens) the camera.
+pub type Opener =
+    Box<dyn FnMut() -> Result<(Box<dyn FrameDevice>, OpenReport), CameraError> + Send>;
+
+/// How patient the capture thread is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LiveOptions {
+    /// A camera that delivers nothing this long is reported and reopened.
+    pub stall_after: Duration,
+    /// The longest wait between two attempts to reopen a camera that went
+    /// away; it bounds how late a returning camera is noticed.
+    pub max_backoff: Duration,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            stall_after: Duration::from_secs(1),
+            max_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What the capture thread has seen so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureCounters {
+    /// Frames handed over.
+    pub frames: u64,
+    /// Frames the driver lost (gaps in its sequence numbers).
+    pub driver_drops: u64,
+    /// Frames replaced before the pipeline took them.
+    pub pipeline_drops: u64,
+    /// Frames skipped as undecodable or flagged damaged by the driver.
+    pub corrupt: u64,
+    /// Times the camera was reopened after a disconnect or stall.
+    pub reconnects: u64,
+    /// Times the camera delivered nothing for the stall time.
+    pub stalls: u64,
+    /// Frames stamped on arrival because the driver gave no monotonic time.
+    pub untimed: u64,
+    /// From losing the camera to its next frame, for the latest outage (µs).
+    pub last_outage_us: u64,
+}
+
+/// Whether frames are flowing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CameraHealth {
+    /// Frames arrive.
+    Streaming,
+    /// The camera went away or stalled; reopening, with the reason.
+    Reconnecting(String),
+}
+
+#[derive(Default)]
+struct Counters {
+    frames: AtomicU64,
+    driver_drops: AtomicU64,
+    pipeline_drops: AtomicU64,
+    corrupt: AtomicU64,
+    reconnects: AtomicU64,
+    stalls: AtomicU64,
+    untimed: AtomicU64,
+    last_outage_us: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+struct Slot {
+    frame: Option<Frame>,
+    spare: Vec<Vec<u8>>,
+    health: CameraHealth,
+    mode: StreamMode,
+}
+
+struct Shared {
+    device: PathBuf,
+    slot: Mutex<Slot>,
+    arrived: Condvar,
+    counters: Counters,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        // The slot holds plain data that no panic leaves half-written.
+        self.slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Two spare buffers cover one frame being filled while one waits.
+const MAX_SPARE_BUFFERS: usize = 2;
+
+/// A camera streaming on its own thread.
+pub struct LiveCamera {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LiveCamera {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LiveCamera")
+            .field("device", &self.shared.device)
+            .field("counters", &self.counters())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveCamera {
+    /// Opens the V4L2 camera `settings` names and starts streaming. Errors at
+    /// this first open (no such device, busy, no usable format) are returned;
+    /// later ones are reported and recovered from.
+    pub fn start(
+        settings: CameraSettings,
+        options: LiveOptions,
+    ) -> Result<(Self, OpenReport), CameraError> {
+        let device = settings.device.clone();
+        let opener: Opener = Box::new(move || {
+            let camera = V4l2Camera::open(&settings)?;
+            let report = camera.report().clone();
+            Ok((Box::new(camera) as Box<dyn FrameDevice>, report))
+        });
+        Self::with_opener(device, opener, options)
+    }
+
+    /// [`LiveCamera::start`] with any way of opening the camera.
+    pub fn with_opener(
+        device: PathBuf,
+        mut opener: Opener,
+        options: LiveOptions,
+    ) -> Result<(Self, OpenReport), CameraError> {
+        let (camera, report) = opener()?;
+        let shared = Arc::new(Shared {
+            device,
+            slot: Mutex::new(Slot {
+                frame: None,
+                spare: Vec::new(),
+                health: CameraHealth::Streaming,
+                mode: camera.mode(),
+            }),
+            arrived: Condvar::new(),
+            counters: Counters::default(),
+            stop: AtomicBool::new(false),
+        });
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("camera".into())
+            .spawn(move || capture_loop(&thread_shared, camera, opener, options))
+            .map_err(|source| CameraError::Device {
+                device: shared.device.clone(),
+                operation: "spawning the capture thread",
+                source,
+            })?;
+        Ok((
+            LiveCamera {
+                shared,
+                thread: Some(thread),
+            },
+            report,
+        ))
+    }
+
+    /// The newest frame, waiting at most `timeout` for one; `None` if none
+    /// arrived (the camera's health says why).
+    pub fn next_frame(&self, timeout: Duration) -> Option<Frame> {
+        let slot = self.shared.slot();
+        let (mut slot, _) = self
+            .shared
+            .arrived
+            .wait_timeout_while(slot, timeout, |slot| slot.frame.is_none())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.frame.take()
+    }
+
+    /// Gives a frame's buffer back for the next conversion.
+    pub fn recycle(&self, frame: Frame) {
+        let mut slot = self.shared.slot();
+        if slot.spare.len() < MAX_SPARE_BUFFERS {
+            slot.spare.push(frame.rgb);
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> CaptureCounters {
+        let c = &self.shared.counters;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CaptureCounters {
+            frames: get(&c.frames),
+            driver_drops: get(&c.driver_drops),
+            pipeline_drops: get(&c.pipeline_drops),
+            corrupt: get(&c.corrupt),
+            reconnects: get(&c.reconnects),
+            stalls: get(&c.stalls),
+            untimed: get(&c.untimed),
+            last_outage_us: get(&c.last_outage_us),
+        }
+    }
+
+    /// Whether frames are flowing.
+    pub fn health(&self) -> CameraHealth {
+        self.shared.slot().health.clone()
+    }
+
+    /// The mode of the current stream (it may change on a reconnect).
+    pub fn mode(&self) -> StreamMode {
+        self.shared.slot().mode
+    }
+
+    /// The device node.
+    pub fn device(&self) -> &Path {
+        &self.shared.device
+    }
+}
+
+impl Drop for LiveCamera {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Per-stream bookkeeping, reset at each (re)open.
+struct Session {
+    camera: Box<dyn FrameDevice>,
+    last_driver_sequence: Option<u32>,
+    last_frame: Instant,
+}
+
+/// How long one wait for a frame lasts, so that a stop request is noticed.
+const POLL_SLICE: Duration = Duration::from_millis(50);
+
+fn capture_loop(
+    shared: &Shared,
+    first: Box<dyn FrameDevice>,
+    mut opener: Opener,
+    options: LiveOptions,
+) {
+    let device = shared.device.display().to_string();
+    let mut session = Some(Session {
+        camera: first,
+        last_driver_sequence: None,
+        last_frame: Instant::now(),
+    });
+    let mut next_sequence: u64 = 0;
+    let mut outage_since: Option<Instant> = None;
+    let mut backoff = Duration::ZERO;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let Some(current) = session.as_mut() else {
+            std::thread::sleep(backoff);
+            match opener() {
+                Ok((camera, report)) => {
+                    tracing::info!(device, mode = ?report.mode, "camera reopened");
+                    bump(&shared.counters.reconnects, 1);
+                    shared.slot().mode = camera.mode();
+                    session = Some(Session {
+                        camera,
+                        last_driver_sequence: None,
+                        last_frame: Instant::now(),
+                    });
+                    backoff = Duration::ZERO;
+                }
+                Err(error) => {
+                    tracing::debug!(device, %error, "camera not back yet");
+                    backoff = (backoff * 2)
+                        .max(Duration::from_millis(10))
+                        .min(options.max_backoff);
+                }
+            }
+            continue;
+        };
+        let mode = current.camera.mode();
+        let failure = match current.camera.next(POLL_SLICE) {
+            Ok(raw) => {
+                current.last_frame = Instant::now();
+                let gap = count_gap(&mut current.last_driver_sequence, raw.sequence);
+                bump(&shared.counters.driver_drops, gap);
+                next_sequence += gap;
+                let sequence = next_sequence;
+                next_sequence += 1;
+                match publish(shared, &raw, mode, sequence) {
+                    Ok(()) => {
+                        if let Some(since) = outage_since.take() {
+                            let outage = since.elapsed();
+                            shared
+                                .counters
+                                .last_outage_us
+                                .store(outage.as_micros() as u64, Ordering::Relaxed);
+                            tracing::info!(device, ?outage, "camera streaming again");
+                        }
+                        shared.slot().health = CameraHealth::Streaming;
+                    }
+                    Err(reason) => {
+                        bump(&shared.counters.corrupt, 1);
+                        tracing::warn!(device, sequence = raw.sequence, reason, "frame skipped");
+                    }
+                }
+                None
+            }
+            Err(CameraError::Timeout { .. })
+                if current.last_frame.elapsed() < options.stall_after =>
+            {
+                None
+            }
+            Err(CameraError::Timeout { .. }) => {
+                bump(&shared.counters.stalls, 1);
+                Some(format!(
+                    "no frame for {} ms",
+                    current.last_frame.elapsed().as_millis()
+                ))
+            }
+            Err(error) if error.is_frame_only() => {
+                bump(&shared.counters.corrupt, 1);
+                tracing::warn!(device, %error, "frame skipped");
+                None
+            }
+            Err(error) => Some(error.to_string()),
+        };
+        if let Some(reason) = failure {
+            tracing::warn!(device, reason, "camera lost; reopening");
+            close(session.take());
+            outage_since.get_or_insert_with(Instant::now);
+            shared.slot().health = CameraHealth::Reconnecting(reason);
+        }
+    }
+    close(session);
+}
+
+/// Drops a stream. The `v4l` crate panics when tearing down a stream fails
+/// with anything but ENODEV; that must not take the capture thread with it.
+fn close(session: Option<Session>) {
+    if std::panic::catch_unwind(AssertUnwindSafe(|| drop(session))).is_err() {
+        tracing::warn!("closing the camera failed; its buffers are left to the kernel");
+    }
+}
+
+/// Frames the driver skipped between the previous sequence number and this
+/// one (wrapping at 2^32); a sequence that goes backwards restarts the count.
+fn count_gap(last: &mut Option<u32>, sequence: u32) -> u64 {
+    let gap = match *last {
+        Some(previous) => {
+            let step = sequence.wrapping_sub(previous);
+            if step == 0 || step > u32::MAX / 2 {
+                0
+            } else {
+                u64::from(step - 1)
+            }
+        }
+        None => 0,
+    };
+    *last = Some(sequence);
+    gap
+}
+
+/// Converts the frame into a spare buffer and hands it over, replacing (and
+/// counting) a frame the pipeline has not taken.
+fn publish(
+    shared: &Shared,
+    raw: &RawFrame<'_>,
+    mode: StreamMode,
+    sequence: u64,
+) -> Result<(), String> {
+    if raw.damaged {
+        return Err("the driver flagged the buffer as damaged".into());
+    }
+    let captured_at = raw.driver_time.unwrap_or_else(|| {
+        bump(&shared.counters.untimed, 1);
+        MonotonicClock.now()
+    });
+    let mut rgb = shared.slot().spare.pop().unwrap_or_default();
+    let converted = match mode.format {
+        CaptureFormat::Raw(format) => raw_to_rgb(
+            &FrameLayout {
+                format,
+                width: mode.width,
+                height: mode.height,
+                stride: mode.stride,
+            },
+            raw.bytes,
+            &mut rgb,
+        ),
+        CaptureFormat::Mjpeg => decode_jpeg_rgb_into(raw.bytes, &mut rgb).and_then(|size| {
+            if size == (mode.width, mode.height) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "JPEG is {}x{}, the stream is {}x{}",
+                    size.0, size.1, mode.width, mode.height
+                ))
+            }
+        }),
+    };
+    if let Err(reason) = converted {
+        let mut slot = shared.slot();
+        if slot.spare.len() < MAX_SPARE_BUFFERS {
+            slot.spare.push(rgb);
+        }
+        return Err(reason);
+    }
+    let frame = Frame {
+        sequence,
+        captured_at,
+        width: mode.width,
+        height: mode.height,
+        rgb,
+    };
+    let mut slot = shared.slot();
+    if let Some(unread) = slot.frame.replace(frame) {
+        bump(&shared.counters.pipeline_drops, 1);
+        if slot.spare.len() < MAX_SPARE_BUFFERS {
+            slot.spare.push(unread.rgb);
+        }
+    }
+    drop(slot);
+    bump(&shared.counters.frames, 1);
+    shared.arrived.notify_one();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

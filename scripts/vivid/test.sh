@@ -1,0 +1,64 @@
+#!/bin/bash
+# The V4L2 capture path against a real V4L2 driver: builds edgesort-capture's
+# vivid test as a static binary, boots Debian's 6.12 kernel in qemu
+# (scripts/vm/), loads the kernel's vivid test driver with one video capture
+# node, and runs the test there. About 1 min once the kernel package is cached
+# in target/vm (the first run downloads ~110 MB from Debian).
+#
+# Usage: scripts/vivid/test.sh
+set -euo pipefail
+REPO=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
+cd "$REPO"
+source scripts/vm/kernel.sh
+vm_extract_modules "$VM_WORK/modules-vivid" vivid
+
+TARGET=x86_64-unknown-linux-musl
+rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
+BINARY=$(cargo test -p edgesort-capture --test vivid --target "$TARGET" --no-run \
+    --message-format=json 2>/dev/null \
+    | sed -n 's/.*"executable":"\([^"]*vivid[^"]*\)".*/\1/p' | tail -1)
+[ -x "$BINARY" ] || { echo "cannot build the vivid test" >&2; exit 1; }
+
+# The command line a technician uses, stripped: the debug build is ~600 MB.
+cargo build -q -p edgesort
+TOOLS=$(mktemp -d)
+SETUP=$(mktemp)
+trap 'rm -rf "$SETUP" "$TOOLS"' EXIT
+strip -o "$TOOLS/edgesort" target/debug/edgesort
+mkdir -p "$TOOLS/add"
+cp -r board "$TOOLS/add/board"
+cat > "$SETUP" <<'FRAGMENT'
+# One vivid instance with only a video capture node (node_types bit 0), its
+# webcam input first: discrete sizes and frame intervals, like a UVC camera.
+modprobe vivid n_devs=1 node_types=0x1 || fail "modprobe vivid"
+for node in /sys/class/video4linux/video*; do
+    grep -q 'vid-cap' "$node/name" && export VIVID_VIDEO=/dev/$(basename "$node")
+done
+[ -n "${VIVID_VIDEO:-}" ] && [ -c "$VIVID_VIDEO" ] || fail "no vivid capture node"
+echo "== vivid capture node $VIVID_VIDEO: $(cat /sys/class/video4linux/$(basename $VIVID_VIDEO)/name)"
+
+# The commissioning commands, on the bundled configuration (640x360, 60 fps).
+echo "== edgesort camera list"
+edgesort camera list --device $VIVID_VIDEO > /tmp/list || fail "camera list"
+head -3 /tmp/list; grep -E '^    640x360: ' /tmp/list | head -1; grep -c '^    0x' /tmp/list
+grep -q '^  YUYV (YUYV 4:2:2)$' /tmp/list || fail "camera list shows no YUYV"
+grep -q 'Gain: 0..=255' /tmp/list || fail "camera list shows no gain control"
+echo "== edgesort camera snap"
+edgesort camera snap --device $VIVID_VIDEO --config /board/edgesort.toml --out /tmp/frame.jpg \
+    || fail "camera snap"
+[ "$(head -c 2 /tmp/frame.jpg | od -An -tx1 | tr -d ' ')" = ffd8 ] || fail "snap wrote no JPEG"
+echo "   $(wc -c < /tmp/frame.jpg) bytes of JPEG"
+echo "== edgesort camera stream"
+edgesort camera stream --device $VIVID_VIDEO --config /board/edgesort.toml --seconds 3 \
+    > /tmp/stream || fail "camera stream"
+cat /tmp/stream
+grep -q '^camera rate ' /tmp/stream || fail "camera stream measured no rate"
+echo "== a missing device"
+edgesort camera snap --device /dev/video99 --config /board/edgesort.toml --out /tmp/none.jpg \
+    2> /tmp/missing && fail "snap of a missing device succeeded"
+cat /tmp/missing
+grep -q '^error: no camera at /dev/video99' /tmp/missing || fail "missing device not named"
+FRAGMENT
+TEST_ARGS="--ignored --test-threads 1 --nocapture" MEMORY=1G \
+    scripts/vm/run.sh --name vivid --setup "$SETUP" --modules "$VM_WORK/modules-vivid" \
+    --tool "$TOOLS/edgesort" --add "$TOOLS/add" "$BINARY"
