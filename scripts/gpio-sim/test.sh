@@ -14,12 +14,7 @@ MODULE=$(scripts/gpio-sim/build-module.sh | tail -1)
 source scripts/vm/kernel.sh
 vm_extract_modules "$VM_WORK/modules-configfs" configfs
 
-TARGET=x86_64-unknown-linux-musl
-rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
-BINARY=$(cargo test -p edgesort-gpio --test gpio_sim --target "$TARGET" --no-run \
-    --message-format=json 2>/dev/null \
-    | sed -n 's/.*"executable":"\([^"]*gpio_sim[^"]*\)".*/\1/p' | tail -1)
-[ -x "$BINARY" ] || { echo "cannot build the gpio-sim test" >&2; exit 1; }
+BINARY=$(scripts/vm/test-binary.sh edgesort-gpio gpio_sim)
 
 ADD=$(mktemp -d)
 SETUP=$(mktemp)

@@ -12,12 +12,7 @@ cd "$REPO"
 source scripts/vm/kernel.sh
 vm_extract_modules "$VM_WORK/modules-vivid" vivid
 
-TARGET=x86_64-unknown-linux-musl
-rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
-BINARY=$(cargo test -p edgesort-capture --test vivid --target "$TARGET" --no-run \
-    --message-format=json 2>/dev/null \
-    | sed -n 's/.*"executable":"\([^"]*vivid[^"]*\)".*/\1/p' | tail -1)
-[ -x "$BINARY" ] || { echo "cannot build the vivid test" >&2; exit 1; }
+BINARY=$(scripts/vm/test-binary.sh edgesort-capture vivid)
 
 # The command line a technician uses, stripped: the debug build is ~600 MB.
 cargo build -q -p edgesort

@@ -57,6 +57,26 @@ pub enum SizeOffer {
     },
 }
 
+impl std::fmt::Display for SizeOffer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            SizeOffer::Discrete { width, height } => write!(formatter, "{width}x{height}"),
+            SizeOffer::Stepwise {
+                min_width,
+                max_width,
+                step_width,
+                min_height,
+                max_height,
+                step_height,
+            } => write!(
+                formatter,
+                "{min_width}..={max_width} step {step_width} x {min_height}..={max_height} step \
+                 {step_height}"
+            ),
+        }
+    }
+}
+
 /// A frame interval in seconds, as V4L2 gives it (`numerator / denominator`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interval {

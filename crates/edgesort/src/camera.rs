@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use edgesort_capture::negotiate::{RateOffer, SizeOffer};
+use edgesort_capture::negotiate::RateOffer;
 use edgesort_capture::{
     CameraError, CameraRequest, CameraSettings, CaptureFormat, LiveCamera, LiveOptions, OpenReport,
     V4l2Camera, decode_jpeg_rgb, describe_camera, fourcc_text, raw_to_rgb, video_nodes,
@@ -151,7 +151,7 @@ fn list(device: Option<PathBuf>) -> Result<()> {
                         }
                     );
                     for size in &format.sizes {
-                        println!("    {}: {}", size_text(&size.size), rates_text(&size.rates));
+                        println!("    {}: {}", size.size, rates_text(&size.rates));
                     }
                 }
                 println!("  controls:");
@@ -176,23 +176,6 @@ fn list(device: Option<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn size_text(size: &SizeOffer) -> String {
-    match *size {
-        SizeOffer::Discrete { width, height } => format!("{width}x{height}"),
-        SizeOffer::Stepwise {
-            min_width,
-            max_width,
-            step_width,
-            min_height,
-            max_height,
-            step_height,
-        } => format!(
-            "{min_width}..={max_width} step {step_width} x {min_height}..={max_height} step \
-             {step_height}"
-        ),
-    }
 }
 
 fn rates_text(rates: &[RateOffer]) -> String {
