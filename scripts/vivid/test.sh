@@ -5,7 +5,7 @@
 # node, and runs the test there. About 1 min once the kernel package is cached
 # in target/vm (the first run downloads ~110 MB from Debian).
 #
-# Usage: scripts/vivid/test.sh
+# Usage: [EDGESORT_BIN=target/debug/edgesort] scripts/vivid/test.sh
 set -euo pipefail
 REPO=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 cd "$REPO"
@@ -15,11 +15,16 @@ vm_extract_modules "$VM_WORK/modules-vivid" vivid
 BINARY=$(scripts/vm/test-binary.sh edgesort-capture vivid)
 
 # The command line a technician uses, stripped: the debug build is ~600 MB.
-cargo build -q -p edgesort
+# EDGESORT_BIN names one already built: `cargo test --workspace` builds it with
+# the workspace's features, which `cargo build -p edgesort` would not reuse.
+if [ -z "${EDGESORT_BIN:-}" ]; then
+    cargo build -q -p edgesort
+    EDGESORT_BIN=target/debug/edgesort
+fi
 TOOLS=$(mktemp -d)
 SETUP=$(mktemp)
 trap 'rm -rf "$SETUP" "$TOOLS"' EXIT
-strip -o "$TOOLS/edgesort" target/debug/edgesort
+strip -o "$TOOLS/edgesort" "$EDGESORT_BIN"
 mkdir -p "$TOOLS/add"
 cp -r board "$TOOLS/add/board"
 cat > "$SETUP" <<'FRAGMENT'
