@@ -25,17 +25,30 @@ TOOLS=$(mktemp -d)
 SETUP=$(mktemp)
 trap 'rm -rf "$SETUP" "$TOOLS"' EXIT
 strip -o "$TOOLS/edgesort" "$EDGESORT_BIN"
-mkdir -p "$TOOLS/add"
+mkdir -p "$TOOLS/add/etc/modprobe.d"
 cp -r board "$TOOLS/add/board"
-cat > "$SETUP" <<'FRAGMENT'
 # One vivid instance with only a video capture node (node_types bit 0), its
 # webcam input first: discrete sizes and frame intervals, like a UVC camera.
-modprobe vivid n_devs=1 node_types=0x1 || fail "modprobe vivid"
-for node in /sys/class/video4linux/video*; do
-    grep -q 'vid-cap' "$node/name" && export VIVID_VIDEO=/dev/$(basename "$node")
-done
-[ -n "${VIVID_VIDEO:-}" ] && [ -c "$VIVID_VIDEO" ] || fail "no vivid capture node"
-echo "== vivid capture node $VIVID_VIDEO: $(cat /sys/class/video4linux/$(basename $VIVID_VIDEO)/name)"
+# In modprobe.d (busybox's modprobe reads it), so that a test which reloads
+# the driver with a plain `modprobe vivid` gets the same device back.
+echo "options vivid n_devs=1 node_types=0x1" > "$TOOLS/add/etc/modprobe.d/vivid.conf"
+cat > "$SETUP" <<'FRAGMENT'
+# The video capture node: vivid names it vivid-NNN-vid-cap.
+vivid_node() {
+    for node in /sys/class/video4linux/video*; do
+        grep -q 'vid-cap' "$node/name" 2>/dev/null && echo "/dev/${node##*/}"
+    done
+}
+modprobe vivid || fail "modprobe vivid"
+export VIVID_VIDEO=$(vivid_node)
+[ -n "$VIVID_VIDEO" ] && [ -c "$VIVID_VIDEO" ] || fail "no vivid capture node"
+echo "== vivid capture node $VIVID_VIDEO: $(cat /sys/class/video4linux/${VIVID_VIDEO#/dev/}/name)"
+# Unloading (with the modules only vivid used) and reloading gives it back.
+modprobe -r vivid || fail "modprobe -r vivid"
+[ ! -e "$VIVID_VIDEO" ] || fail "$VIVID_VIDEO still there after modprobe -r vivid"
+modprobe vivid || fail "modprobe vivid, again"
+[ "$(vivid_node)" = "$VIVID_VIDEO" ] || fail "the reloaded vivid has no $VIVID_VIDEO"
+echo "   the same after modprobe -r vivid; modprobe vivid"
 
 # The commissioning commands, on the bundled configuration (640x360, 60 fps).
 echo "== edgesort camera list"

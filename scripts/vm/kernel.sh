@@ -73,8 +73,11 @@ if [ ! -e "$VMLINUZ" ]; then
 fi
 
 # vm_extract_modules DEST NAME...: NAME's .ko files and everything they
-# depend on (their .modinfo "depends="), decompressed, under
-# DEST/lib/modules/$KREL/kernel/...; the VM's `depmod` indexes them. One pass
+# depend on (their .modinfo "depends="; the package ships no modules.dep, its
+# postinst makes one), decompressed, under DEST/lib/modules/$KREL/kernel/...;
+# the VM's `depmod` (busybox) indexes them at boot. Busybox's modprobe would
+# load a .ko.xz too, but only after the kernel refuses it and busybox unpacks
+# it in memory; unpacked here, objcopy can read the dependencies. One pass
 # over the package per level of dependencies; cached in DEST.
 vm_extract_modules() {
     local dest=$1; shift

@@ -12,8 +12,9 @@ use edgesort_capture::{
 use edgesort_types::{Clock, FrameLayout, MonotonicClock, PixelFormat};
 use v4l::control::{Control, Value};
 
-/// vivid's "Disconnect" button (VIVID_CID_VIVID_BASE + 65): it unregisters the
-/// device nodes, as a USB unplug does, until the last open file is closed.
+/// vivid's "Disconnect" button (VIVID_CID_VIVID_BASE + 65): as after a USB
+/// unplug, opening the node and every call on an open file fail with ENODEV,
+/// until the last open file is closed.
 const VIVID_DISCONNECT: u32 = 0x00f0_f000 + 65;
 
 fn node() -> PathBuf {
@@ -99,9 +100,9 @@ fn yuyv_streams_with_driver_timestamps_and_no_sequence_gaps() {
             .driver_time
             .expect("vivid stamps buffers with CLOCK_MONOTONIC");
         let now = MonotonicClock.now();
-        // vivid stamps each frame at the end of its slot on an ideal frame
-        // grid, so a frame handed out early can lie up to a frame period
-        // ahead of now; a stamp on any other clock would be off by far more.
+        // vivid stamps the end of the frame: the time it generated it plus
+        // 0.9 of a period, which can lie ahead of now; a stamp on any other
+        // clock would be off by far more.
         let ahead = captured.saturating_since(now);
         let behind = now.saturating_since(captured);
         assert!(
