@@ -98,6 +98,14 @@ pub enum CameraError {
         #[source]
         source: crate::NegotiationError,
     },
+    /// The driver set a mode whose numbers cannot describe a frame.
+    #[error("camera {device}: the driver's mode is unusable: {reason}")]
+    UnusableMode {
+        /// The device node.
+        device: PathBuf,
+        /// What does not add up.
+        reason: String,
+    },
     /// The camera went away (unplugged, USB reset).
     #[error("camera {device} disconnected")]
     Disconnected {

@@ -334,8 +334,8 @@ fn capture_loop(
                                 .last_outage_us
                                 .store(outage.as_micros() as u64, Ordering::Relaxed);
                             tracing::info!(device, ?outage, "camera streaming again");
+                            shared.slot().health = CameraHealth::Streaming;
                         }
-                        shared.slot().health = CameraHealth::Streaming;
                     }
                     Err(reason) => {
                         bump(&shared.counters.corrupt, 1);

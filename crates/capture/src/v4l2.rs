@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use edgesort_types::{FrameLayout, Timestamp};
 use v4l::buffer::{Flags, Type};
-use v4l::capability::Flags as CapabilityFlags;
+use v4l::capability::{Capabilities, Flags as CapabilityFlags};
 use v4l::control::{Control, Description, Flags as ControlFlags, Type as ControlType, Value};
 use v4l::format::FourCC;
 use v4l::frameinterval::FrameIntervalEnum;
@@ -96,8 +96,7 @@ impl V4l2Camera {
     pub fn open(settings: &CameraSettings) -> Result<Self, CameraError> {
         let path = &settings.device;
         let fail = |operation| move |source| CameraError::from_io(path, operation, source);
-        let device = open_capture_device(path)?;
-        let caps = device.query_caps().map_err(fail("VIDIOC_QUERYCAP"))?;
+        let (device, caps) = open_capture_device(path)?;
 
         let offered = format_offers(&device).map_err(fail("VIDIOC_ENUM_FMT"))?;
         let negotiation = |source| CameraError::Negotiation {
@@ -141,9 +140,8 @@ impl V4l2Camera {
         if let CaptureFormat::Raw(pixels) = got_format {
             let needed = FrameLayout::packed(pixels, got.width, got.height).stride;
             if got.stride < needed {
-                return Err(CameraError::CorruptFrame {
+                return Err(CameraError::UnusableMode {
                     device: path.clone(),
-                    sequence: 0,
                     reason: format!(
                         "the driver reports {} bytes per row, a {}x{} {got_format} row needs \
                          {needed}",
@@ -222,7 +220,7 @@ impl V4l2Camera {
     }
 }
 
-fn open_capture_device(path: &Path) -> Result<Device, CameraError> {
+fn open_capture_device(path: &Path) -> Result<(Device, Capabilities), CameraError> {
     let device =
         Device::with_path(path).map_err(|source| CameraError::from_io(path, "open", source))?;
     let caps = device
@@ -236,7 +234,7 @@ fn open_capture_device(path: &Path) -> Result<Device, CameraError> {
             driver: caps.driver,
         });
     }
-    Ok(device)
+    Ok((device, caps))
 }
 
 /// Sets the frame interval and returns the rate the driver took, if it says.
@@ -424,8 +422,7 @@ pub struct SizeListing {
 /// Lists what the camera at `path` offers, without streaming.
 pub fn describe_camera(path: &Path) -> Result<CameraDescription, CameraError> {
     let fail = |operation| move |source| CameraError::from_io(path, operation, source);
-    let device = open_capture_device(path)?;
-    let caps = device.query_caps().map_err(fail("VIDIOC_QUERYCAP"))?;
+    let (device, caps) = open_capture_device(path)?;
     let mut formats = Vec::new();
     for offer in format_offers(&device).map_err(fail("VIDIOC_ENUM_FMT"))? {
         let mut sizes = Vec::new();
