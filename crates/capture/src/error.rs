@@ -120,7 +120,8 @@ pub enum CameraError {
         /// How long it was waited for.
         waited_ms: u64,
     },
-    /// One frame could not be used; the stream goes on.
+    /// One frame could not be used (`edgesort camera snap`); the capture
+    /// thread counts such frames itself and goes on.
     #[error("camera {device}: frame {sequence} is unusable: {reason}")]
     CorruptFrame {
         /// The device node.
@@ -164,10 +165,5 @@ impl CameraError {
                 source,
             },
         }
-    }
-
-    /// Whether the stream can go on with the next frame.
-    pub fn is_frame_only(&self) -> bool {
-        matches!(self, CameraError::CorruptFrame { .. })
     }
 }

@@ -356,11 +356,6 @@ fn capture_loop(
                     current.last_frame.elapsed().as_millis()
                 ))
             }
-            Err(error) if error.is_frame_only() => {
-                bump(&shared.counters.corrupt, 1);
-                tracing::warn!(device, %error, "frame skipped");
-                None
-            }
             Err(error) => Some(error.to_string()),
         };
         if let Some(reason) = failure {
