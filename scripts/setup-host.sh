@@ -10,11 +10,18 @@
 # same multiarch include folder as glibc, /usr/include/x86_64-linux-gnu, where
 # asm/types.h lives. Without linux-libc-dev the build fails on
 # 'asm/types.h' file not found, for either target.
+#
+# The API tests render the status page in headless Chromium (Debian's
+# chromium; on Ubuntu that package is a snap stub, so point $CHROMIUM at a
+# real binary) and need DejaVu, the page's first font, for text and a stable
+# layout. Headless needs none of chromium's recommends (mesa, upower, ...).
 set -euo pipefail
 need=()
 ldconfig -p | grep -q 'libclang\(-[0-9.]*\)\?\.so' || need+=(libclang-dev)
 [ -e "/usr/include/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)/asm/types.h" ] \
     || need+=(linux-libc-dev)
+command -v chromium >/dev/null || need+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
     echo ">> installing host packages: ${need[*]}"

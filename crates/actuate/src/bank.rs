@@ -154,6 +154,8 @@ struct Output<P> {
     high_since: Option<Timestamp>,
     high_until: Timestamp,
     duty: DutyBudget,
+    /// Times driven from low to high; fewer than pulses fired when pulses merge.
+    activations: u64,
 }
 
 /// Ejector outputs and their pulse queue: a state machine driven with the
@@ -169,6 +171,9 @@ pub struct EjectorBank<P: OutputPin> {
     estop: EstopLatch,
     last_heartbeat: Option<Timestamp>,
     stalled: bool,
+    /// Set by [`EjectorBank::hold`]: the pipeline is known to be down, so no
+    /// edge waits for the stall timeout to find out.
+    held: bool,
     input_ended: bool,
 }
 
@@ -184,6 +189,7 @@ impl<P: OutputPin> EjectorBank<P> {
                     pin,
                     high_since: None,
                     high_until: Timestamp::ZERO,
+                    activations: 0,
                 })
                 .collect(),
             estop: EstopLatch::new(limits.estop_debounce),
@@ -193,10 +199,21 @@ impl<P: OutputPin> EjectorBank<P> {
             next_order: 0,
             last_heartbeat: None,
             stalled: false,
+            held: false,
             input_ended: false,
         };
         bank.all_low()?;
         Ok(bank)
+    }
+
+    /// Number of outputs.
+    pub fn len(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Whether the bank has no outputs.
+    pub fn is_empty(&self) -> bool {
+        self.outputs.is_empty()
     }
 
     /// Whether any output is high.
@@ -209,6 +226,22 @@ impl<P: OutputPin> EjectorBank<P> {
     /// Whether output `ejector` is high.
     pub fn is_high(&self, ejector: usize) -> bool {
         self.outputs[ejector].high_since.is_some()
+    }
+
+    /// How many times output `ejector` has been driven from low to high:
+    /// one per pulse fired, less one per pulse merged into its neighbour.
+    pub fn activations(&self, ejector: usize) -> u64 {
+        self.outputs[ejector].activations
+    }
+
+    /// Bit `i` set when output `i` is high (the first 64 outputs).
+    pub fn high_mask(&self) -> u64 {
+        self.outputs
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, output)| output.high_since.is_some())
+            .fold(0, |mask, (index, _)| mask | 1 << index)
     }
 
     /// Pulses queued and not yet fired.
@@ -258,13 +291,26 @@ impl<P: OutputPin> EjectorBank<P> {
         None
     }
 
-    /// The pipeline is alive at `now`; clears a stall.
+    /// The pipeline is alive at `now`; clears a stall and a hold.
     pub fn heartbeat(&mut self, now: Timestamp) {
         self.last_heartbeat = Some(now);
+        self.held = false;
         if self.stalled {
             tracing::info!("pipeline resumed; ejectors armed again");
             self.stalled = false;
         }
+    }
+
+    /// The pipeline is down (a stage failed): drives every output low and
+    /// drops every pending pulse now rather than at the stall timeout, and
+    /// drops whatever is scheduled until the next heartbeat.
+    pub fn hold(&mut self, now: Timestamp) -> Result<Vec<PulseReport>, ActuateError> {
+        if !self.held {
+            tracing::warn!("pipeline down: ejector outputs driven low, pending pulses dropped");
+        }
+        self.held = true;
+        self.stalled = true;
+        self.safe_state(Outcome::Stalled, now)
     }
 
     /// No more requests or heartbeats will come (the stream ended cleanly):
@@ -328,12 +374,13 @@ impl<P: OutputPin> EjectorBank<P> {
         if self.estop.tripped() {
             return Ok(reports);
         }
-        let stall = match self.last_heartbeat {
-            Some(heartbeat) if !self.input_ended => {
-                now.saturating_since(heartbeat) >= self.limits.stall_timeout
-            }
-            _ => false,
-        };
+        let stall = self.held
+            || match self.last_heartbeat {
+                Some(heartbeat) if !self.input_ended => {
+                    now.saturating_since(heartbeat) >= self.limits.stall_timeout
+                }
+                _ => false,
+            };
         if stall {
             if !self.stalled {
                 tracing::warn!(
@@ -446,6 +493,7 @@ impl<P: OutputPin> EjectorBank<P> {
             }
             output.high_since = Some(now);
             output.high_until = until;
+            output.activations += 1;
             // The hard limit: whatever merges follow, this period ends here.
             self.falls.push(Reverse(Fall {
                 at: now.saturating_add(max_pulse),

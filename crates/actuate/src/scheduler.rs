@@ -45,6 +45,8 @@ impl Default for SchedulerOptions {
 enum Command {
     Schedule(PulseRequest),
     Heartbeat(Timestamp),
+    Hold,
+    EndInput,
     ResetEstop(SyncSender<Result<(), ResetRefused>>),
     Finish,
 }
@@ -65,6 +67,10 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     abort: AtomicBool,
     fault: Mutex<Option<ActuateError>>,
+    /// Which outputs are high, for status displays.
+    outputs_high: AtomicU64,
+    /// Each output's activations, for status displays.
+    activations: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -98,7 +104,9 @@ impl Shared {
 /// output low and drops what is pending.
 pub struct EjectorScheduler {
     commands: SyncSender<Command>,
-    reports: Receiver<PulseReport>,
+    /// Behind a lock so the handle can be shared between the pipeline's
+    /// stages and its control plane.
+    reports: Mutex<Receiver<PulseReport>>,
     /// Requests the full queue turned away, reported by the handle itself.
     refused: Mutex<Vec<PulseReport>>,
     shared: Arc<Shared>,
@@ -129,6 +137,8 @@ impl EjectorScheduler {
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             fault: Mutex::new(None),
+            outputs_high: AtomicU64::new(0),
+            activations: (0..bank.len()).map(|_| AtomicU64::new(0)).collect(),
         });
         let (status_sender, status) = std::sync::mpsc::sync_channel(1);
         let thread_shared = shared.clone();
@@ -158,7 +168,7 @@ impl EjectorScheduler {
         });
         EjectorScheduler {
             commands,
-            reports,
+            reports: Mutex::new(reports),
             refused: Mutex::new(Vec::new()),
             shared,
             clock,
@@ -238,6 +248,42 @@ impl EjectorScheduler {
         self.shared.wake();
     }
 
+    /// The pipeline is down: outputs low and pending pulses dropped now, and
+    /// every pulse scheduled before the next heartbeat dropped too. Unlike a
+    /// heartbeat this must not be lost, so it waits for room in the queue.
+    pub fn hold(&self) {
+        let _ = self.commands.send(Command::Hold);
+        self.shared.wake();
+    }
+
+    /// No more parts will come (a replay ended) but the thread stays up for
+    /// manual pulses: pending pulses still fire, and the stall watchdog
+    /// stands down.
+    pub fn end_input(&self) {
+        let _ = self.commands.send(Command::EndInput);
+        self.shared.wake();
+    }
+
+    /// Whether the e-stop input is active now.
+    pub fn estop_active(&self) -> bool {
+        lock(&self.shared.estop).active
+    }
+
+    /// Times each output has been driven from low to high, at the thread's
+    /// last step.
+    pub fn activations(&self) -> Vec<u64> {
+        self.shared
+            .activations
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Bit `i` set when output `i` was high at the thread's last step.
+    pub fn outputs_high(&self) -> u64 {
+        self.shared.outputs_high.load(Ordering::Relaxed)
+    }
+
     /// Re-arms after an e-stop, once its input is released and settled.
     pub fn reset_estop(&self) -> Result<(), ResetRefused> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
@@ -256,7 +302,7 @@ impl EjectorScheduler {
     /// Reports gathered since the last call.
     pub fn take_reports(&self) -> Vec<PulseReport> {
         let mut reports = std::mem::take(&mut *lock(&self.refused));
-        reports.extend(self.reports.try_iter());
+        reports.extend(lock(&self.reports).try_iter());
         reports
     }
 
@@ -338,10 +384,20 @@ impl<P: OutputPin> Worker<P> {
                 self.emit(reports);
                 deadline
             };
+            self.publish_outputs();
             if self.finishing && self.bank.pending_pulses() == 0 && !self.bank.any_high() {
                 return;
             }
             self.wait_until(deadline);
+        }
+    }
+
+    fn publish_outputs(&self) {
+        self.shared
+            .outputs_high
+            .store(self.bank.high_mask(), Ordering::Relaxed);
+        for (ejector, count) in self.shared.activations.iter().enumerate() {
+            count.store(self.bank.activations(ejector), Ordering::Relaxed);
         }
     }
 
@@ -376,6 +432,11 @@ impl<P: OutputPin> Worker<P> {
                 self.emit(Ok(report.into_iter().collect()));
             }
             Command::Heartbeat(at) => self.bank.heartbeat(at),
+            Command::Hold => {
+                let reports = self.bank.hold(now);
+                self.emit(reports);
+            }
+            Command::EndInput => self.bank.end_input(),
             Command::ResetEstop(reply) => {
                 self.apply_estop();
                 let _ = reply.send(self.bank.reset_estop(now));

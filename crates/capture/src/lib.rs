@@ -29,7 +29,9 @@ pub use edgesort_types::config::CameraControls;
 pub use edgesort_types::{CaptureFormat, fourcc_text};
 pub use error::{CameraError, CaptureError};
 pub use jpeg::{decode_jpeg_rgb, decode_jpeg_rgb_into};
-pub use live::{CameraHealth, CaptureCounters, FrameDevice, LiveCamera, LiveOptions, Opener};
+pub use live::{
+    CameraHealth, CaptureCounters, FrameDevice, LiveCamera, LiveOptions, Opener, live_settings,
+};
 pub use negotiate::{CameraRequest, NegotiationError, StreamMode};
 pub use replay::{ReplaySource, clip_frames, list_jpegs, probe_frame_size};
 pub use v4l2::{

@@ -63,6 +63,30 @@ impl Default for LiveOptions {
     }
 }
 
+/// How the configuration's `[camera]` section asks for `device` to be
+/// opened and watched.
+pub fn live_settings(
+    camera: &edgesort_types::config::CameraConfig,
+    device: std::path::PathBuf,
+) -> (crate::CameraSettings, LiveOptions) {
+    let options = LiveOptions {
+        stall_after: Duration::from_millis(camera.stall_ms),
+        ..LiveOptions::default()
+    };
+    let settings = crate::CameraSettings {
+        device,
+        request: crate::CameraRequest {
+            formats: camera.formats.clone(),
+            width: camera.width,
+            height: camera.height,
+            fps: camera.fps,
+        },
+        controls: camera.controls.clone(),
+        buffers: camera.buffers,
+    };
+    (settings, options)
+}
+
 /// What the capture thread has seen so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CaptureCounters {

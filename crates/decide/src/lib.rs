@@ -169,17 +169,22 @@ impl Decider {
         &self.lanes
     }
 
-    /// Where `track`'s part goes and when to fire.
-    pub fn decide(&self, track: &ClosedTrack) -> Decision {
-        let route = self.routes.get(track.class.0 as usize).copied().flatten();
-        let (lane, reason) = match route {
+    /// The lane a part of `class` voted with `confidence` goes to, and why.
+    pub fn route(&self, class: ClassId, confidence: f32) -> (usize, Reason) {
+        let route = self.routes.get(class.0 as usize).copied().flatten();
+        match route {
             None => (self.default_lane, Reason::NoRule),
             Some(route) if !route.enabled => (self.default_lane, Reason::ClassDisabled),
-            Some(_) if track.confidence < self.confidence_floor => {
+            Some(_) if confidence < self.confidence_floor => {
                 (self.default_lane, Reason::BelowFloor)
             }
             Some(route) => (route.lane, Reason::Rule),
-        };
+        }
+    }
+
+    /// Where `track`'s part goes and when to fire.
+    pub fn decide(&self, track: &ClosedTrack) -> Decision {
+        let (lane, reason) = self.route(track.class, track.confidence);
         let fire = self.ejectors[lane].as_ref().and_then(|ejector| {
             Some(FirePlan {
                 ejector: ejector.index,

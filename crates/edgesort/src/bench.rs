@@ -22,6 +22,9 @@ pub enum BenchCommand {
     /// on simulated pins stamped with CLOCK_MONOTONIC. Run it idle and under
     /// load (e.g. `stress-ng --cpu 0 --vm 1 --io 1` beside it).
     Actuation(ActuationArgs),
+    /// Run the appliance daemon's line on the looped clip for a long time
+    /// (30 min by default) and sample memory and database size.
+    Soak(crate::soak::SoakArgs),
 }
 
 #[derive(clap::Args)]
@@ -163,6 +166,7 @@ pub fn run_bench_command(command: BenchCommand) -> Result<()> {
         BenchCommand::Pipeline(args) => args,
         BenchCommand::Gpu(args) => return run_gpu_bench(args),
         BenchCommand::Actuation(args) => return run_actuation_bench(args),
+        BenchCommand::Soak(args) => return crate::soak::run_soak(args),
     };
     let config = Config::load(&args.config)?;
     let threads = args

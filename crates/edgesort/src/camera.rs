@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use edgesort_capture::negotiate::RateOffer;
 use edgesort_capture::{
-    CameraError, CameraRequest, CameraSettings, CaptureFormat, LiveCamera, LiveOptions, OpenReport,
-    V4l2Camera, decode_jpeg_rgb, describe_camera, fourcc_text, raw_to_rgb, video_nodes,
+    CameraError, CameraSettings, CaptureFormat, LiveCamera, LiveOptions, OpenReport, V4l2Camera,
+    decode_jpeg_rgb, describe_camera, fourcc_text, live_settings, raw_to_rgb, video_nodes,
 };
 use edgesort_types::config::Config;
 use edgesort_types::{FrameLayout, write_atomically};
@@ -73,28 +73,13 @@ fn settings(args: &CameraArgs) -> Result<(CameraSettings, LiveOptions)> {
     let config =
         Config::load(&args.config).with_context(|| format!("loading {}", args.config.display()))?;
     let camera = config.camera;
-    let Some(device) = args.device.clone().or(camera.device) else {
+    let Some(device) = args.device.clone().or(camera.device.clone()) else {
         bail!(
             "{} names no camera device; pass --device /dev/videoN (`edgesort camera list` shows them)",
             args.config.display()
         );
     };
-    let options = LiveOptions {
-        stall_after: Duration::from_millis(camera.stall_ms),
-        ..LiveOptions::default()
-    };
-    let settings = CameraSettings {
-        device,
-        request: CameraRequest {
-            formats: camera.formats,
-            width: camera.width,
-            height: camera.height,
-            fps: camera.fps,
-        },
-        controls: camera.controls,
-        buffers: camera.buffers,
-    };
-    Ok((settings, options))
+    Ok(live_settings(&camera, device))
 }
 
 fn print_report(device: &Path, report: &OpenReport) {

@@ -8,10 +8,12 @@
 mod bench;
 mod calibrate;
 mod camera;
+mod client;
 mod eval;
 mod gpio;
 mod provision;
 mod replay;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +23,7 @@ use clap::{Parser, Subcommand};
 use crate::bench::{BenchCommand, run_bench_command};
 use crate::calibrate::{CalibrateArgs, run_calibrate_command};
 use crate::camera::{CameraCommand, run_camera_command};
+use crate::client::{ConfigCommand, EventsArgs, run_config_command, run_events_command};
 use crate::eval::{EvalArgs, run_eval_command};
 use crate::gpio::{GpioCommand, run_gpio_command};
 use crate::provision::{
@@ -69,8 +72,14 @@ enum Command {
     /// First boot: probe the box, calibrate, build, validate and activate its
     /// TensorRT engine (resumes after a power cut; `--dry-run` explains).
     Provision(ProvisionArgs),
-    /// Show provisioning state and the engine in service.
+    /// Show the running line (through edgesortd's API), then the
+    /// provisioning state and the engine in service.
     Status(StatusArgs),
+    /// The parts the running line has decided, from edgesortd's event store.
+    Events(EventsArgs),
+    /// Read or change the running daemon's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The board's GPIO pins: list and check them, fire an ejector by hand,
     /// watch an input.
     #[command(subcommand)]
@@ -154,6 +163,8 @@ fn main() -> ExitCode {
         Command::Status(args) => run_status_command(args),
         Command::Gpio(command) => run_gpio_command(command),
         Command::Camera(command) => run_camera_command(command),
+        Command::Events(args) => run_events_command(args),
+        Command::Config(command) => run_config_command(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

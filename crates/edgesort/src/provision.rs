@@ -43,6 +43,15 @@ pub struct StatusArgs {
     /// Use this data partition instead of the configured one.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The daemon's address instead of `api.bind`, e.g. `http://10.0.0.7:8080`.
+    #[arg(long)]
+    url: Option<String>,
+    /// The API token instead of `api.token_file` (also `EDGESORT_TOKEN`).
+    #[arg(long, env = "EDGESORT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the daemon's whole status as JSON, and nothing else.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Provisioning ended without an engine in service.
@@ -317,6 +326,17 @@ fn explain(step: &Step, config: &Config, paths: &DataPaths) -> String {
 }
 
 pub fn run_status_command(args: StatusArgs) -> anyhow::Result<()> {
+    let api = crate::client::ApiArgs {
+        config: args.config.clone(),
+        url: args.url.clone(),
+        token: args.token.clone(),
+    };
+    if args.json {
+        return crate::client::print_line_status(&api, true);
+    }
+    if let Err(error) = crate::client::print_line_status(&api, false) {
+        println!("line:     edgesortd not reachable: {error:#}");
+    }
     let config = load_config(&args.config, &args.data_dir)?;
     let paths = DataPaths::new(&config.engine.data_dir);
     match read_status(&paths.status()) {

@@ -1,3 +1,6 @@
+//! The camera's handoff to the detector: newest-frame-wins for a live line,
+//! lossless for deterministic replays.
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -6,8 +9,11 @@ use crossbeam_channel::{Receiver, Sender};
 use edgesort_types::Frame;
 
 /// A decoded frame and how long decoding took.
-pub(crate) struct CapturedFrame {
+#[derive(Debug)]
+pub struct CapturedFrame {
+    /// The frame.
     pub frame: Frame,
+    /// Time spent decoding or converting it.
     pub decode: Duration,
 }
 
@@ -19,26 +25,30 @@ struct Slot {
 
 /// A one-frame mailbox: a new frame replaces one not yet taken.
 #[derive(Default)]
-pub(crate) struct LatestFrame {
+pub struct LatestFrame {
     slot: Mutex<Slot>,
     ready: Condvar,
     replaced: AtomicU64,
 }
 
 /// The camera's end of the handoff.
-pub(crate) enum FrameSender {
+pub enum FrameSender {
+    /// Into a one-frame slot.
     Latest(Arc<LatestFrame>),
+    /// Into a short queue.
     Lossless(Sender<CapturedFrame>),
 }
 
 /// The pipeline's end of the handoff.
-pub(crate) enum FrameReceiver {
+pub enum FrameReceiver {
+    /// From a one-frame slot.
     Latest(Arc<LatestFrame>),
+    /// From a short queue.
     Lossless(Receiver<CapturedFrame>),
 }
 
 /// Newest frame wins; a frame not yet taken is dropped and counted.
-pub(crate) fn latest_frame() -> (FrameSender, FrameReceiver) {
+pub fn latest_frame() -> (FrameSender, FrameReceiver) {
     let shared = Arc::new(LatestFrame::default());
     (
         FrameSender::Latest(shared.clone()),
@@ -47,7 +57,7 @@ pub(crate) fn latest_frame() -> (FrameSender, FrameReceiver) {
 }
 
 /// Every frame is delivered; the camera waits when two are queued.
-pub(crate) fn lossless() -> (FrameSender, FrameReceiver) {
+pub fn lossless() -> (FrameSender, FrameReceiver) {
     let (sender, receiver) = crossbeam_channel::bounded(2);
     (
         FrameSender::Lossless(sender),
@@ -70,14 +80,20 @@ impl FrameSender {
             FrameSender::Lossless(sender) => sender.send(frame).is_ok(),
         }
     }
+
+    /// The camera has stopped: the receiver gets what is left, then `None`.
+    /// Dropping the sender does the same.
+    pub fn close(&self) {
+        if let FrameSender::Latest(shared) = self {
+            shared.slot.lock().expect("frame slot poisoned").closed = true;
+            shared.ready.notify_all();
+        }
+    }
 }
 
 impl Drop for FrameSender {
     fn drop(&mut self) {
-        if let FrameSender::Latest(shared) = self {
-            shared.slot.lock().expect("frame slot poisoned").closed = true;
-            shared.ready.notify_one();
-        }
+        self.close();
     }
 }
 

@@ -23,7 +23,7 @@
 
 mod ejectors;
 mod error;
-mod handoff;
+pub mod handoff;
 mod report;
 mod run;
 mod stats;

@@ -418,6 +418,9 @@ impl Line<'_> {
             lane,
             reason: decision.reason.as_str().to_string(),
             decided_at_ns: now.as_nanos(),
+            decided_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis() as i64),
             planned_fire_ns: decision.fire.map(|plan| plan.fire_at.as_nanos()),
             latencies,
         }));

@@ -30,6 +30,17 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A corrupt database could not be moved aside.
+    #[error("cannot move corrupt event database {path} aside to {to}")]
+    MoveAside {
+        /// The file being moved.
+        path: PathBuf,
+        /// Where it was to go.
+        to: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A read failed.
     #[error("cannot read event database {path}")]
     Read {

@@ -1,11 +1,14 @@
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
 
 use crate::StoreError;
+use crate::schema;
 
 /// Per-stage time of the frame that decided a part, in microseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct StageLatencies {
     /// JPEG decode (or other capture-side conversion).
     pub decode_us: u64,
@@ -34,6 +37,9 @@ pub struct PartRecord {
     pub reason: String,
     /// Decision time, ns on the pipeline clock.
     pub decided_at_ns: u64,
+    /// Decision time on the wall clock, ms since the Unix epoch: what the
+    /// hourly counters and age-based retention go by.
+    pub decided_unix_ms: i64,
     /// Planned rising edge, ns on the pipeline clock; none without an ejector.
     pub planned_fire_ns: Option<u64>,
     /// Latencies of the deciding frame.
@@ -71,48 +77,39 @@ pub struct ClassCount {
 
 /// The event database.
 pub struct Store {
-    path: PathBuf,
-    connection: Connection,
+    pub(crate) path: PathBuf,
+    pub(crate) connection: Connection,
     run_id: Option<i64>,
 }
 
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS parts (
-        run_id INTEGER NOT NULL,
-        part_id INTEGER NOT NULL,
-        class TEXT NOT NULL,
-        confidence REAL NOT NULL,
-        lane TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        decided_at_ns INTEGER NOT NULL,
-        planned_fire_ns INTEGER,
-        actual_fire_ns INTEGER,
-        fire_outcome TEXT,
-        decode_us INTEGER NOT NULL,
-        preprocess_us INTEGER NOT NULL,
-        inference_us INTEGER NOT NULL,
-        postprocess_us INTEGER NOT NULL,
-        track_decide_us INTEGER NOT NULL,
-        PRIMARY KEY (run_id, part_id)
-    );
-    CREATE TABLE IF NOT EXISTS class_counts (
-        class TEXT PRIMARY KEY,
-        parts INTEGER NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS runs (
-        run_id INTEGER PRIMARY KEY AUTOINCREMENT,
-        started_unix_s INTEGER NOT NULL
-    );
-";
+/// Milliseconds since the Unix epoch on the wall clock (0 before 1970).
+pub(crate) fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The start of the hour holding `unix_ms`, in seconds since the epoch.
+pub(crate) fn hour_of(unix_ms: i64) -> i64 {
+    unix_ms.div_euclid(3_600_000) * 3600
+}
 
 impl Store {
-    /// Opens or creates the database at `path` in WAL mode.
+    /// Opens or creates the database at `path` in WAL mode, upgrading one
+    /// written by an older build in place.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let open_error = |source| StoreError::Open {
             path: path.to_owned(),
             source,
         };
-        let connection = Connection::open(path).map_err(open_error)?;
+        let mut connection = Connection::open(path).map_err(open_error)?;
+        // Only takes effect before the first table exists, so it comes first;
+        // on an existing file it is a no-op until schema::prepare rebuilds it.
+        connection
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+            .map_err(open_error)?;
         let mode: String = connection
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(open_error)?;
@@ -125,7 +122,7 @@ impl Store {
         connection
             .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
             .map_err(open_error)?;
-        connection.execute_batch(SCHEMA).map_err(open_error)?;
+        schema::prepare(&mut connection).map_err(open_error)?;
         Ok(Store {
             path: path.to_owned(),
             connection,
@@ -133,11 +130,29 @@ impl Store {
         })
     }
 
+    /// Continues run `run_id` instead of starting one: for a writer that
+    /// reopened the database mid-run.
+    pub fn resume_run(&mut self, run_id: i64) {
+        self.run_id = Some(run_id);
+    }
+
+    /// Bytes the database takes on disk: the main file and its write-ahead
+    /// log (the shared-memory index is not data and stays small).
+    pub fn size_on_disk(&self) -> u64 {
+        ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut name = self.path.as_os_str().to_owned();
+                name.push(suffix);
+                std::fs::metadata(name).ok()
+            })
+            .map(|meta| meta.len())
+            .sum()
+    }
+
     /// Starts a new run: parts written from now on belong to it.
     pub fn begin_run(&mut self) -> Result<i64, StoreError> {
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_secs() as i64);
+        let started = unix_ms_now() / 1000;
         self.connection
             .execute("INSERT INTO runs (started_unix_s) VALUES (?1)", [started])
             .map_err(|source| StoreError::Write {
@@ -185,8 +200,15 @@ impl Store {
             let mut insert_part = transaction
                 .prepare_cached(
                     "INSERT INTO parts (run_id, part_id, class, confidence, lane, reason, decided_at_ns,
-                         planned_fire_ns, decode_us, preprocess_us, inference_us, postprocess_us, track_decide_us)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                         planned_fire_ns, decode_us, preprocess_us, inference_us, postprocess_us, track_decide_us,
+                         decided_unix_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )
+                .map_err(write_error)?;
+            let mut count_hour = transaction
+                .prepare_cached(
+                    "INSERT INTO class_hourly (hour_unix_s, class, parts) VALUES (?1, ?2, 1)
+                     ON CONFLICT (hour_unix_s, class) DO UPDATE SET parts = parts + 1",
                 )
                 .map_err(write_error)?;
             let mut count_class = transaction
@@ -219,9 +241,13 @@ impl Store {
                                 latencies.inference_us as i64,
                                 latencies.postprocess_us as i64,
                                 latencies.track_decide_us as i64,
+                                part.decided_unix_ms,
                             ])
                             .map_err(write_error)?;
                         count_class.execute([&part.class]).map_err(write_error)?;
+                        count_hour
+                            .execute(params![hour_of(part.decided_unix_ms), part.class])
+                            .map_err(write_error)?;
                     }
                     StoreWrite::Fire(fire) => {
                         update_fire
@@ -267,7 +293,7 @@ impl Store {
             .prepare(
                 "SELECT part_id, class, confidence, lane, reason, decided_at_ns, planned_fire_ns,
                         decode_us, preprocess_us, inference_us, postprocess_us, track_decide_us,
-                        fire_outcome, actual_fire_ns
+                        fire_outcome, actual_fire_ns, decided_unix_ms
                  FROM parts WHERE run_id = ?1 ORDER BY part_id",
             )
             .map_err(|source| self.read_error(source))?;
@@ -281,6 +307,7 @@ impl Store {
                     lane: row.get(3)?,
                     reason: row.get(4)?,
                     decided_at_ns: row.get::<_, i64>(5)? as u64,
+                    decided_unix_ms: row.get(14)?,
                     planned_fire_ns: row.get::<_, Option<i64>>(6)?.map(|ns| ns as u64),
                     latencies: StageLatencies {
                         decode_us: row.get::<_, i64>(7)? as u64,
@@ -316,8 +343,15 @@ impl Store {
             .map_err(|source| self.read_error(source))
     }
 
-    fn read_error(&self, source: rusqlite::Error) -> StoreError {
+    pub(crate) fn read_error(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Read {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub(crate) fn write_error(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Write {
             path: self.path.clone(),
             source,
         }
@@ -325,10 +359,11 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn part(part_id: u64, class: &str) -> PartRecord {
+    /// A part decided at `decided_unix_ms` on the wall clock.
+    pub(crate) fn part_at(part_id: u64, class: &str, decided_unix_ms: i64) -> PartRecord {
         PartRecord {
             part_id,
             class: class.into(),
@@ -336,12 +371,17 @@ mod tests {
             lane: "bolts".into(),
             reason: "rule".into(),
             decided_at_ns: 1_000,
+            decided_unix_ms,
             planned_fire_ns: Some(2_000),
             latencies: StageLatencies {
                 inference_us: 50_000,
                 ..StageLatencies::default()
             },
         }
+    }
+
+    fn part(part_id: u64, class: &str) -> PartRecord {
+        part_at(part_id, class, 1_700_000_000_000)
     }
 
     #[test]

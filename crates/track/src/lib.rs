@@ -14,4 +14,4 @@
 
 mod tracker;
 
-pub use tracker::{CloseReason, ClosedTrack, Tracker, TrackerParams};
+pub use tracker::{CloseReason, ClosedTrack, TrackView, Tracker, TrackerParams};

@@ -76,6 +76,23 @@ impl ClosedTrack {
     }
 }
 
+/// An open track as the tracker sees it now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackView {
+    /// Track id; the part id once it closes.
+    pub id: u64,
+    /// Box at its last match.
+    pub bbox: BoundingBox,
+    /// When it was last matched.
+    pub last_seen: Timestamp,
+    /// Class leading the vote.
+    pub class: ClassId,
+    /// Its votes per matched frame.
+    pub confidence: f32,
+    /// Matched frames.
+    pub hits: u32,
+}
+
 /// Running least-squares fit of `x = offset + v·t` with `v` known.
 #[derive(Clone, Copy, Debug, Default)]
 struct PositionFit {
@@ -171,14 +188,18 @@ impl Track {
         self.last_seen = time;
     }
 
+    /// The class with the largest sum of confidences, and that sum.
+    fn leading_class(&self) -> (usize, f64) {
+        self.votes
+            .iter()
+            .enumerate()
+            .fold((0, f64::MIN), |best, (class, &votes)| {
+                if votes > best.1 { (class, votes) } else { best }
+            })
+    }
+
     fn close(&self, reason: CloseReason, origin: Timestamp, params: &TrackerParams) -> ClosedTrack {
-        let (best, votes) =
-            self.votes
-                .iter()
-                .enumerate()
-                .fold((0, f64::MIN), |best, (class, &votes)| {
-                    if votes > best.1 { (class, votes) } else { best }
-                });
+        let (best, votes) = self.leading_class();
         let offset = self
             .whole_fit
             .offset()
@@ -227,6 +248,25 @@ impl Tracker {
     /// Number of tracks open.
     pub fn open_tracks(&self) -> usize {
         self.tracks.len()
+    }
+
+    /// The open tracks as last seen, with the class leading the vote so far:
+    /// what a technician's live view draws.
+    pub fn open_views(&self) -> Vec<TrackView> {
+        self.tracks
+            .iter()
+            .map(|track| {
+                let (class, votes) = track.leading_class();
+                TrackView {
+                    id: track.id,
+                    bbox: track.last_box,
+                    last_seen: track.last_seen,
+                    class: ClassId(class as u16),
+                    confidence: (votes / f64::from(track.hits.max(1))) as f32,
+                    hits: track.hits,
+                }
+            })
+            .collect()
     }
 
     /// Feeds the detections of the frame captured at `time` (frames must come

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::board::{BoardMap, LineAddress};
 
+mod api;
 mod camera;
 mod gpio;
 
+pub use api::ApiConfig;
 pub use camera::{CameraConfig, CameraControls};
 pub use gpio::{ActiveLevel, EncoderConfig, EstopConfig, GpioConfig};
 
@@ -83,6 +85,9 @@ pub struct Config {
     /// How the box builds, checks and keeps its TensorRT engine.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// The local HTTP API and status page.
+    #[serde(default)]
+    pub api: ApiConfig,
 }
 
 /// The detector model.
@@ -214,6 +219,30 @@ pub struct ClassRule {
 pub struct StoreConfig {
     /// SQLite file.
     pub path: PathBuf,
+    /// Parts older than this many days are deleted.
+    #[serde(default = "default_max_age_days")]
+    pub max_age_days: u32,
+    /// The database and its write-ahead log together stay under this many
+    /// MiB: the oldest parts go first, whatever their age.
+    #[serde(default = "default_max_mb")]
+    pub max_mb: u32,
+}
+
+/// Below this the write-ahead log alone (about 4 MiB between checkpoints)
+/// would take most of the budget, and retention would delete nearly every
+/// part it runs on.
+pub const MIN_STORE_MB: u32 = 16;
+
+impl StoreConfig {
+    /// How old a part may grow before retention deletes it.
+    pub fn max_age(&self) -> Duration {
+        Duration::from_secs(u64::from(self.max_age_days) * 24 * 3600)
+    }
+
+    /// The size on disk retention keeps the database under, in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        u64::from(self.max_mb) * 1024 * 1024
+    }
 }
 
 /// Limits that keep the ejectors safe.
@@ -394,6 +423,12 @@ fn default_input_size() -> u32 {
 fn default_true() -> bool {
     true
 }
+fn default_max_age_days() -> u32 {
+    90
+}
+fn default_max_mb() -> u32 {
+    512
+}
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -429,7 +464,13 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut config = Config::parse(&text).map_err(|source| match source {
+        Config::from_file_text(&text, path)
+    }
+
+    /// What [`Config::load`] makes of `text` as the contents of `path`:
+    /// a new configuration is checked this way before it replaces the file.
+    pub fn from_file_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config = Config::parse(text).map_err(|source| match source {
             ConfigError::Parse { source, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 source,
@@ -470,6 +511,9 @@ impl Config {
             if path.is_relative() {
                 *path = base.join(&*path);
             }
+        }
+        if self.api.token_file.is_relative() {
+            self.api.token_file = self.engine.data_dir.join(&self.api.token_file);
         }
     }
 
@@ -618,6 +662,20 @@ impl Config {
             return Err(invalid(
                 "engine.keep_engines",
                 "must be at least 1 (the active engine)",
+            ));
+        }
+
+        let store = &self.store;
+        if store.max_age_days == 0 {
+            return Err(invalid("store.max_age_days", "must be at least 1 day"));
+        }
+        if store.max_mb < MIN_STORE_MB {
+            return Err(invalid(
+                "store.max_mb",
+                format!(
+                    "{} MiB is below the minimum of {MIN_STORE_MB} MiB",
+                    store.max_mb
+                ),
             ));
         }
 

@@ -145,6 +145,7 @@ fn overlapping_and_close_pulses_merge_within_the_maximum() {
         ]
     );
     assert_eq!(reports.len(), 6);
+    assert_eq!(rig.bank.activations(0), 3, "six pulses, three activations");
     assert!(
         reports
             .iter()
@@ -230,6 +231,32 @@ fn a_stalled_pipeline_drives_outputs_low() {
     assert_eq!(rig.pins[0].edges(), [edge(90, true), edge(100, false)]);
     assert_eq!(reports.last().unwrap().outcome, Outcome::Stalled);
     assert_eq!(rig.bank.pending_pulses(), 0);
+}
+
+#[test]
+fn a_hold_drives_outputs_low_at_once_until_the_next_heartbeat() {
+    let mut rig = rig(1);
+    rig.bank.heartbeat(Timestamp::ZERO);
+    rig.request(1, 0, 10, 40);
+    rig.request(2, 0, 60, 10);
+    rig.run_until(20 * MS);
+    let reports = rig.bank.hold(Timestamp::from_nanos(20 * MS)).unwrap();
+    assert_eq!(rig.pins[0].edges(), [edge(10, true), edge(20, false)]);
+    assert_eq!(
+        reports.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+        [Outcome::Stalled]
+    );
+    // Scheduled while held, well within the stall timeout: still dropped.
+    rig.request(3, 0, 40, 10);
+    let reports = rig.run_until(50 * MS);
+    assert_eq!(reports[0].outcome, Outcome::Stalled);
+    assert_eq!(rig.pins[0].edges().len(), 2);
+    // A heartbeat re-arms.
+    rig.bank.heartbeat(Timestamp::from_nanos(50 * MS));
+    rig.request(4, 0, 60, 10);
+    rig.run_until(80 * MS);
+    assert_eq!(rig.pins[0].edges()[2..], [edge(60, true), edge(70, false)]);
+    assert_eq!(rig.bank.activations(0), 2);
 }
 
 #[test]

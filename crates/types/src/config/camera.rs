@@ -16,6 +16,10 @@ pub struct CameraConfig {
     /// set, and by `edgesort replay` and the demo.
     #[serde(default)]
     pub replay: Option<PathBuf>,
+    /// The daemon plays a replay clip over and over (a demonstration box, a
+    /// soak run) instead of once.
+    #[serde(default)]
+    pub replay_loop: bool,
     /// Frames per second.
     pub fps: f64,
     /// Frame width in pixels.

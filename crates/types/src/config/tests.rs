@@ -87,6 +87,31 @@ fn errors_name_the_field() {
 }
 
 #[test]
+fn store_retention_defaults_and_limits() {
+    let config = Config::parse(EXAMPLE).unwrap();
+    assert_eq!(config.store.max_age_days, 90);
+    assert_eq!(config.store.max_mb, 512);
+    assert_eq!(config.store.max_age(), Duration::from_secs(90 * 24 * 3600));
+    assert_eq!(config.store.max_bytes(), 512 * 1024 * 1024);
+
+    let error = error_for(|c| c.store.max_mb = 15);
+    assert!(error.contains("store.max_mb"), "{error}");
+    let error = error_for(|c| c.store.max_age_days = 0);
+    assert!(error.contains("store.max_age_days"), "{error}");
+    let mut config = Config::parse(EXAMPLE).unwrap();
+    config.store.max_mb = MIN_STORE_MB;
+    config.store.max_age_days = 1;
+    config.validate().unwrap();
+
+    let written = Config::parse(&EXAMPLE.replace(
+        "path = \"events.sqlite\"",
+        "path = \"events.sqlite\"\nmax_age_days = 7\nmax_mb = 64",
+    ))
+    .unwrap();
+    assert_eq!((written.store.max_age_days, written.store.max_mb), (7, 64));
+}
+
+#[test]
 fn parse_errors_name_the_key() {
     let unknown = Config::parse(&EXAMPLE.replace("pulse_ms = 20", "pulse_ms = 20\npulse = 3"))
         .unwrap_err()

@@ -1,0 +1,266 @@
+//! The technician's window onto a running line: edgesortd's local HTTP API
+//! and the status page it serves.
+//!
+//! Every call but the page itself needs `Authorization: Bearer <token>`. The
+//! token is made at a box's first start and kept on its data partition
+//! ([`Token::load_or_create`]); there are no default passwords.
+//!
+//! | call | answer |
+//! | --- | --- |
+//! | `GET /` | the status page (no data without the token) |
+//! | `GET /health` | `{"healthy": bool, "state": ...}` |
+//! | `GET /status` | the whole [`Status`](edgesort_daemon::Status) |
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /events?since=ID&limit=N` | parts after event `ID`, oldest first |
+//! | `GET /config`, `PUT /config` | the configuration file; a PUT is validated, saved, audited, and applied live where safe |
+//! | `GET /snapshot.jpg` | the newest frame with boxes, track ids and lanes |
+//! | `POST /ejectors/{lane}/test[?force=true]` | one pulse by hand |
+#![deny(missing_docs)]
+
+mod metrics;
+mod render;
+mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use edgesort_daemon::{ConfigRejected, Daemon, PulseRefused};
+use serde::Deserialize;
+use serde_json::json;
+
+pub use metrics::prometheus_text;
+pub use render::snapshot_jpeg;
+pub use token::{Token, TokenError};
+
+/// The status page: one file, no outside resources.
+const STATUS_PAGE: &str = include_str!("../assets/status.html");
+
+/// Events returned per call at most.
+const MAX_EVENTS: usize = 1000;
+
+#[derive(Clone)]
+struct Api {
+    daemon: Arc<Daemon>,
+    token: Token,
+}
+
+/// The API's routes over `daemon`, guarded by `token`.
+pub fn router(daemon: Arc<Daemon>, token: Token) -> Router {
+    let api = Api { daemon, token };
+    let guarded = Router::new()
+        .route("/health", get(health))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/events", get(events))
+        .route("/config", get(get_config).put(put_config))
+        .route("/snapshot.jpg", get(snapshot))
+        .route("/ejectors/{lane}/test", post(test_pulse))
+        .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
+    Router::new()
+        .route("/", get(|| async { Html(STATUS_PAGE) }))
+        .merge(guarded)
+        .with_state(api)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let offered = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match offered {
+        Some(offered) if api.token.matches(offered.trim()) => next.run(request).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(json!({"error": "missing or wrong API token"})),
+        )
+            .into_response(),
+    }
+}
+
+/// Runs a call that blocks (SQLite, JPEG encoding, waiting for a pulse)
+/// off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()))
+}
+
+fn error_response(code: StatusCode, message: &str) -> Response {
+    (code, axum::Json(json!({ "error": message }))).into_response()
+}
+
+async fn health(State(api): State<Api>) -> Response {
+    let status = api.daemon.status();
+    let code = if status.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(json!({"healthy": status.healthy, "state": status.state})),
+    )
+        .into_response()
+}
+
+async fn status(State(api): State<Api>) -> Response {
+    axum::Json(api.daemon.status()).into_response()
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        prometheus_text(&api.daemon.status()),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    since: i64,
+    limit: Option<usize>,
+}
+
+async fn events(State(api): State<Api>, Query(query): Query<EventsQuery>) -> Response {
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_EVENTS);
+    let daemon = api.daemon.clone();
+    let read =
+        blocking(move || daemon.with_store(|store| store.events_since(query.since, limit))).await;
+    match read {
+        Ok(Ok(events)) => {
+            let next = events.last().map_or(query.since, |event| event.id);
+            axum::Json(json!({ "events": events, "next": next })).into_response()
+        }
+        Ok(Err(error)) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+        Err(response) => response,
+    }
+}
+
+async fn get_config(State(api): State<Api>) -> Response {
+    match api.daemon.config_text() {
+        Ok((text, pending)) => {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/toml"),
+            );
+            if let Ok(value) = HeaderValue::from_str(&pending.join(",")) {
+                headers.insert("x-edgesort-pending-restart", value);
+            }
+            (headers, text).into_response()
+        }
+        Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+    }
+}
+
+async fn put_config(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    let Ok(text) = String::from_utf8(body.to_vec()) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "the configuration is not UTF-8 text",
+        );
+    };
+    let daemon = api.daemon.clone();
+    let actor = format!("api {peer}");
+    match blocking(move || daemon.put_config(&text, &actor)).await {
+        Ok(Ok(applied)) => axum::Json(applied).into_response(),
+        Ok(Err(ConfigRejected::Invalid(error))) => {
+            error_response(StatusCode::BAD_REQUEST, &error_chain(&error))
+        }
+        Ok(Err(error)) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+        Err(response) => response,
+    }
+}
+
+/// An error and its causes on one line: the field, then what the parser said.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+async fn snapshot(State(api): State<Api>) -> Response {
+    let Some(snapshot) = api.daemon.snapshot() else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "no frame processed yet");
+    };
+    let sequence = snapshot.frame.sequence;
+    match blocking(move || snapshot_jpeg(&snapshot)).await {
+        Ok(Ok(jpeg)) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg")),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (
+                    header::HeaderName::from_static("x-frame-sequence"),
+                    HeaderValue::from(sequence),
+                ),
+            ],
+            jpeg,
+        )
+            .into_response(),
+        Ok(Err(error)) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct PulseQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn test_pulse(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(lane): Path<String>,
+    Query(query): Query<PulseQuery>,
+) -> Response {
+    let daemon = api.daemon.clone();
+    let actor = format!("api {peer}");
+    let lane_name = lane.clone();
+    match blocking(move || daemon.test_pulse(&lane_name, query.force, &actor)).await {
+        Ok(Ok(outcome)) => axum::Json(json!({"lane": lane, "outcome": outcome})).into_response(),
+        Ok(Err(refused @ PulseRefused::NoSuchLane { .. })) => {
+            error_response(StatusCode::NOT_FOUND, &refused.to_string())
+        }
+        Ok(Err(refused)) => error_response(StatusCode::CONFLICT, &refused.to_string()),
+        Err(response) => response,
+    }
+}

@@ -1,0 +1,228 @@
+//! A daemon on the bundled clip with simulated pins, its API on a free
+//! loopback port, and an HTTP client for it.
+
+// Each test file uses its own share of these helpers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edgesort_actuate::{Edge, SimulatedPin};
+use edgesort_api::Token;
+use edgesort_daemon::{Daemon, DaemonSetup, DetectorFactory, EngineInfo};
+use edgesort_infer::Detector;
+use edgesort_infer_tract::TractBackend;
+use edgesort_types::config::Config;
+use edgesort_types::{Clock, MonotonicClock};
+use serde_json::Value;
+
+pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// The board's example configuration, rewritten to stand in `dir`: the
+/// clip, model and pin map from the repository, the store and the data
+/// partition in `dir`.
+pub fn write_config(dir: &Path, replay_loop: bool) -> PathBuf {
+    let board = std::fs::read_to_string(format!("{REPO}/board/edgesort.toml")).unwrap();
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut text = board
+        .replace(
+            "replay = \"../tests/data/demo_clip\"",
+            &format!("replay = \"{REPO}/tests/data/demo_clip\"\nreplay_loop = {replay_loop}"),
+        )
+        .replace(
+            "path = \"../models/sorter_yolov8n_dynamic.onnx\"",
+            &format!("path = \"{REPO}/models/sorter_yolov8n_dynamic.onnx\""),
+        )
+        .replace(
+            "board = \"pins/orin-nano-devkit.toml\"",
+            &format!("board = \"{REPO}/board/pins/orin-nano-devkit.toml\""),
+        )
+        .replace(
+            "path = \"/var/lib/edgesort/events.sqlite\"",
+            &format!("path = \"{}\"", data.join("events.sqlite").display()),
+        )
+        .replace(
+            "data_dir = \"/var/lib/edgesort\"",
+            &format!("data_dir = \"{}\"", data.display()),
+        );
+    // Not asked for: the rest of the suite needs the CPU too.
+    text = text.replace("realtime_priority = 80", "realtime_priority = 0");
+    assert!(text.contains("replay_loop"), "the example config changed");
+    let path = dir.join("edgesort.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A running daemon with its API.
+pub struct Line {
+    pub daemon: Arc<Daemon>,
+    pub pins: Vec<SimulatedPin>,
+    pub config: Config,
+    pub base: String,
+    pub token: String,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop_api: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub fn detector_factory() -> DetectorFactory {
+    Arc::new(|config: &Config| {
+        let backend = TractBackend::load(&config.model.path)
+            .map_err(|error| error.to_string())?
+            .with_threads(2);
+        let detector =
+            Detector::for_model(backend, &config.model).map_err(|error| error.to_string())?;
+        Ok(Box::new(detector) as Box<dyn edgesort_daemon::Detect>)
+    })
+}
+
+impl Line {
+    pub fn start(config_path: &Path) -> Line {
+        let config = Config::load(config_path).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        let pins: Vec<SimulatedPin> = config
+            .ejectors
+            .iter()
+            .map(|_| SimulatedPin::new(clock.clone()))
+            .collect();
+        let token = Token::load_or_create(&config.api.token_file).unwrap();
+        let daemon = Arc::new(
+            Daemon::start(DaemonSetup {
+                config: config.clone(),
+                config_path: config_path.to_owned(),
+                detector: detector_factory(),
+                engine: EngineInfo {
+                    backend: "tract (CPU)".into(),
+                    model: config.model.path.display().to_string(),
+                    precision: "fp32".into(),
+                    fallback: None,
+                },
+                pins: pins.clone(),
+                inputs: None,
+            })
+            .unwrap(),
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(SocketAddr::from((
+                [127, 0, 0, 1],
+                0,
+            ))))
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = edgesort_api::router(daemon.clone(), token.clone());
+        runtime.spawn(edgesort_api::serve(listener, router, async {
+            let _ = stopped.await;
+        }));
+        Line {
+            daemon,
+            pins,
+            config,
+            base,
+            token: token.secret().to_string(),
+            runtime: Some(runtime),
+            stop_api: Some(stop_api),
+        }
+    }
+
+    /// Calls the API with the right token.
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        call(&self.base, method, path, Some(&self.token), body)
+    }
+
+    pub fn get_json(&self, path: &str) -> Value {
+        let (code, body) = self.call("GET", path, None);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls `/status` (and `/metrics`) until `done` holds for it.
+    pub fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.get_json("/status");
+            let (code, metrics) = self.call("GET", "/metrics", None);
+            assert_eq!(code, 200);
+            assert!(metrics.contains("edgesort_parts_total"), "{metrics}");
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last status: {status:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the API, then the line; the daemon's last status.
+    pub fn stop(mut self) -> (edgesort_daemon::Status, Vec<SimulatedPin>, Config) {
+        if let Some(stop) = self.stop_api.take() {
+            let _ = stop.send(());
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+        let daemon = Arc::try_unwrap(self.daemon)
+            .unwrap_or_else(|_| panic!("the API still holds the daemon"));
+        (daemon.shutdown(), self.pins, self.config)
+    }
+}
+
+pub fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let url = format!("{base}{path}");
+    let auth = token.map(|token| format!("Bearer {token}"));
+    let mut response = match (method, body) {
+        ("GET", _) => {
+            let mut request = agent.get(&url);
+            if let Some(auth) = &auth {
+                request = request.header("Authorization", auth);
+            }
+            request.call()
+        }
+        (method, body) => {
+            let mut request = match method {
+                "PUT" => agent.put(&url),
+                "POST" => agent.post(&url),
+                other => panic!("no {other}"),
+            };
+            if let Some(auth) = &auth {
+                request = request.header("Authorization", auth);
+            }
+            request.send(body.unwrap_or(""))
+        }
+    }
+    .unwrap();
+    let code = response.status().as_u16();
+    (
+        code,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+/// The rising edges of `pin`, ns on the monotonic clock.
+pub fn rises(pin: &SimulatedPin) -> Vec<u64> {
+    pin.edges()
+        .iter()
+        .filter(|edge: &&Edge| edge.high)
+        .map(|edge| edge.at.as_nanos())
+        .collect()
+}

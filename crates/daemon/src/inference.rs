@@ -1,0 +1,70 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use edgesort_infer::{Backend, Detector, DetectorTimes, InferError};
+use edgesort_pipeline::handoff::{CapturedFrame, FrameReceiver};
+use edgesort_types::{Detection, Frame};
+
+use crate::control::DetectorFactory;
+use crate::stage::{Shared, StageBody, StageName};
+
+/// A detector of any backend, as the inference stage drives it.
+pub trait Detect: Send {
+    /// Detections in `frame`, with the time each step took.
+    fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError>;
+}
+
+impl<B: Backend + Send> Detect for Detector<B> {
+    fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
+        Detector::detect(self, frame)
+    }
+}
+
+/// A frame with what the detector found in it.
+pub(crate) struct DetectedFrame {
+    pub frame: Arc<Frame>,
+    pub detections: Vec<Detection>,
+    pub times: DetectorTimes,
+    pub decode: Duration,
+}
+
+/// What flows from inference to sorting.
+pub(crate) enum Detected {
+    Frame(Box<DetectedFrame>),
+    /// The replay clip has ended: decide what is still in view.
+    End,
+}
+
+/// Builds a detector (a restart builds a fresh one), then runs it on the
+/// newest frame until the camera stops.
+pub(crate) fn inference_stage(
+    shared: Arc<Shared>,
+    frames: Arc<FrameReceiver>,
+    detected: Sender<Detected>,
+    factory: DetectorFactory,
+) -> StageBody {
+    Box::new(move || {
+        let config = shared.config();
+        let mut detector = factory(&config)?;
+        while let Some(CapturedFrame { frame, decode }) = frames.recv() {
+            shared.check_fault(StageName::Inference);
+            let (detections, times) = detector
+                .detect(&frame)
+                .map_err(|error| format!("detector failed: {error}"))?;
+            let message = Detected::Frame(Box::new(DetectedFrame {
+                frame: Arc::new(frame),
+                detections,
+                times,
+                decode,
+            }));
+            if detected.send(message).is_err() {
+                return Ok(());
+            }
+        }
+        if !shared.stopping() {
+            let _ = detected.send(Detected::End);
+        }
+        Ok(())
+    })
+}

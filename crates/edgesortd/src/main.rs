@@ -1,0 +1,208 @@
+//! `edgesortd`: the sorting line as a systemd service.
+//!
+//! Starts the supervised line ([`edgesort_daemon::Daemon`]) and the local API
+//! and status page ([`edgesort_api`]), tells systemd it is ready
+//! (`Type=notify`) and keeps its watchdog fed while the supervisor lives. On
+//! SIGTERM or SIGINT it stops the line upstream first, lets the pulses already
+//! planned fire, writes every row, and exits with the outputs low.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use edgesort_actuate::{EjectorScheduler, FailSafe, SimulatedPin};
+use edgesort_api::Token;
+use edgesort_daemon::{Daemon, DaemonSetup, DetectorFactory, EngineInfo, WireInputs};
+use edgesort_gpio::{CdevInput, CdevOutput, Edges, chips, resolve};
+use edgesort_infer::Detector;
+use edgesort_infer_tract::TractBackend;
+use edgesort_types::config::{ActiveLevel, Config};
+use edgesort_types::{Clock, MonotonicClock};
+use sd_notify::NotifyState;
+
+#[derive(Parser)]
+#[command(name = "edgesortd", version, about = "The edgesort appliance daemon")]
+struct Args {
+    /// Configuration file; `PUT /config` saves changes here.
+    #[arg(long, default_value = "/etc/edgesort/edgesort.toml")]
+    config: PathBuf,
+    /// Drive simulated outputs instead of the GPIO character device (a PC
+    /// without GPIO, a demonstration, a soak run).
+    #[arg(long)]
+    simulate_gpio: bool,
+    /// Listen here instead of at `api.bind`.
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("edgesortd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Under systemd the journal stamps and colours lines itself.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let config =
+        Config::load(&args.config).with_context(|| format!("loading {}", args.config.display()))?;
+    let token = Token::load_or_create(&config.api.token_file)?;
+    let bind = args.bind.unwrap_or(config.api.bind);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(bind))
+        .with_context(|| format!("listening on {bind} (api.bind)"))?;
+    let (daemon, _failsafes) = start_line(&args, config)?;
+    let daemon = Arc::new(daemon);
+    let listening = listener.local_addr().unwrap_or(bind);
+    tracing::info!(%listening, "API listening");
+
+    let router = edgesort_api::router(daemon.clone(), token);
+    let served = runtime.block_on(async {
+        let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("sorting")]);
+        let watchdog = tokio::spawn(feed_watchdog(daemon.clone()));
+        let served = edgesort_api::serve(listener, router, termination()).await;
+        watchdog.abort();
+        served
+    });
+    let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+    tracing::info!("stopping the line");
+    match Arc::try_unwrap(daemon) {
+        Ok(daemon) => {
+            let last = daemon.shutdown();
+            tracing::info!(parts = last.counts.parts, "line stopped");
+        }
+        Err(_) => tracing::error!("API calls still hold the line; it stops as the process exits"),
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served.context("serving the API")
+}
+
+/// The line, and the fail-safe registrations that drive its real outputs
+/// low on a panic anywhere (kept for the process's life).
+fn start_line(args: &Args, config: Config) -> Result<(Daemon, Vec<FailSafe>)> {
+    let engine = EngineInfo {
+        backend: "tract (CPU)".into(),
+        model: config.model.path.display().to_string(),
+        precision: "fp32".into(),
+        fallback: None,
+    };
+    let detector: DetectorFactory = Arc::new(|config: &Config| {
+        let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        let backend = TractBackend::load(&config.model.path)
+            .map_err(|error| error.to_string())?
+            .with_threads(threads);
+        let detector =
+            Detector::for_model(backend, &config.model).map_err(|error| error.to_string())?;
+        Ok(Box::new(detector) as Box<dyn edgesort_daemon::Detect>)
+    });
+    let config_path = args.config.clone();
+    if args.simulate_gpio {
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        let pins = config
+            .ejectors
+            .iter()
+            .map(|_| SimulatedPin::new(clock.clone()))
+            .collect();
+        let daemon = Daemon::start(DaemonSetup {
+            config,
+            config_path,
+            detector,
+            engine,
+            pins,
+            inputs: None,
+        })?;
+        return Ok((daemon, Vec::new()));
+    }
+    let present = chips()?;
+    let mut pins = Vec::new();
+    for ejector in &config.ejectors {
+        let line = resolve(&config.gpio.map, ejector.pin, &present)?;
+        pins.push(CdevOutput::request(&line).with_context(|| format!("ejector {}", ejector.lane))?);
+    }
+    let failsafes: Vec<FailSafe> = pins
+        .iter()
+        .map(|pin| FailSafe::register(Arc::new(pin.clone())))
+        .collect();
+    let estop = match &config.gpio.estop {
+        Some(estop) => {
+            let line = resolve(&config.gpio.map, estop.pin, &present)?;
+            Some(CdevInput::request(
+                &line,
+                estop.active == ActiveLevel::Low,
+                Edges::Both,
+            )?)
+        }
+        None => None,
+    };
+    let inputs = estop.map(|input| {
+        Box::new(move |scheduler: &mut EjectorScheduler| scheduler.watch_estop(input)) as WireInputs
+    });
+    let daemon = Daemon::start(DaemonSetup {
+        config,
+        config_path,
+        detector,
+        engine,
+        pins,
+        inputs,
+    })?;
+    Ok((daemon, failsafes))
+}
+
+/// Pings systemd's watchdog at half its period while the line's supervisor
+/// answers; a hung daemon is restarted by systemd.
+async fn feed_watchdog(daemon: Arc<Daemon>) {
+    let mut period_us = 0;
+    if !sd_notify::watchdog_enabled(false, &mut period_us) {
+        return;
+    }
+    let mut ticks = tokio::time::interval(Duration::from_micros(period_us / 2));
+    loop {
+        ticks.tick().await;
+        let answered = {
+            let daemon = daemon.clone();
+            tokio::task::spawn_blocking(move || daemon.status()).await
+        };
+        if let Ok(status) = answered {
+            let text = format!("{:?}: {} parts", status.state, status.counts.parts);
+            let _ = sd_notify::notify(false, &[NotifyState::Watchdog, NotifyState::Status(&text)]);
+        }
+    }
+}
+
+/// Resolves on SIGTERM (systemd's stop) or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}
