@@ -494,8 +494,8 @@ impl Daemon {
         self.shared.stopping.store(true, Ordering::SeqCst);
         if let Some(supervisor) = self.supervisor.take() {
             let _ = supervisor.join();
+            tracing::info!("every stage stopped");
         }
-        tracing::info!("line stopped");
     }
 
     fn audit(&self, actor: &str, action: &str, detail: &str) {

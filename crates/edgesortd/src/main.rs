@@ -51,12 +51,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Under systemd the journal stamps and colours lines itself.
+/// Under systemd the journal stamps and colours lines itself; colour codes
+/// go to a terminal only.
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter);
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.without_time().with_ansi(false).init();
@@ -86,9 +89,10 @@ fn run(args: Args) -> Result<()> {
     let router = edgesort_api::router(daemon.clone(), token);
     let served = runtime.block_on(async {
         let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("sorting")]);
-        let watchdog = tokio::spawn(feed_watchdog(daemon.clone()));
+        let watchdog = tokio::spawn(feed_watchdog(Arc::downgrade(&daemon)));
         let served = edgesort_api::serve(listener, router, termination()).await;
         watchdog.abort();
+        let _ = watchdog.await;
         served
     });
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
@@ -177,7 +181,7 @@ fn start_line(args: &Args, config: Config) -> Result<(Daemon, Vec<FailSafe>)> {
 
 /// Pings systemd's watchdog at half its period while the line's supervisor
 /// answers; a hung daemon is restarted by systemd.
-async fn feed_watchdog(daemon: Arc<Daemon>) {
+async fn feed_watchdog(daemon: std::sync::Weak<Daemon>) {
     let mut period_us = 0;
     if !sd_notify::watchdog_enabled(false, &mut period_us) {
         return;
@@ -185,14 +189,17 @@ async fn feed_watchdog(daemon: Arc<Daemon>) {
     let mut ticks = tokio::time::interval(Duration::from_micros(period_us / 2));
     loop {
         ticks.tick().await;
-        let answered = {
-            let daemon = daemon.clone();
-            tokio::task::spawn_blocking(move || daemon.status()).await
+        let Some(daemon) = daemon.upgrade() else {
+            return;
         };
-        if let Ok(status) = answered {
+        // Both calls block (the status takes locks, the notification can
+        // wait on a full socket), so neither runs on an async worker.
+        let _ = tokio::task::spawn_blocking(move || {
+            let status = daemon.status();
             let text = format!("{:?}: {} parts", status.state, status.counts.parts);
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog, NotifyState::Status(&text)]);
-        }
+        })
+        .await;
     }
 }
 
