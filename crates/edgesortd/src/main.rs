@@ -37,6 +37,11 @@ struct Args {
     /// Listen here instead of at `api.bind`.
     #[arg(long)]
     bind: Option<SocketAddr>,
+    /// Keep the data partition's files (event store, API token, engine
+    /// cache) here instead of where the configuration says: a PC trying the
+    /// daemon out without /var/lib/edgesort.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {

@@ -20,7 +20,6 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
         .replace("\"../", &format!("\"{REPO}/"))
         .replace("board = \"pins/", &format!("board = \"{REPO}/board/pins/"))
         .replace("/var/lib/edgesort", &data.display().to_string())
-        .replace("fps = 60.0", "fps = 60.0\nreplay_loop = true")
         .replace("realtime_priority = 80", "realtime_priority = 0");
     let path = dir.join("edgesort.toml");
     std::fs::write(&path, text).unwrap();

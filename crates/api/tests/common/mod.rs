@@ -30,7 +30,11 @@ pub fn write_config(dir: &Path, replay_loop: bool) -> PathBuf {
     let mut text = board
         .replace(
             "replay = \"../tests/data/demo_clip\"",
-            &format!("replay = \"{REPO}/tests/data/demo_clip\"\nreplay_loop = {replay_loop}"),
+            &format!("replay = \"{REPO}/tests/data/demo_clip\""),
+        )
+        .replace(
+            "replay_loop = true",
+            &format!("replay_loop = {replay_loop}"),
         )
         .replace(
             "path = \"../models/sorter_yolov8n_dynamic.onnx\"",
