@@ -42,6 +42,17 @@ impl SimulatedPin {
         }
     }
 
+    /// One pin per ejector of `config`, stamped on the monotonic clock: a
+    /// line without GPIO.
+    pub fn for_ejectors(config: &edgesort_types::config::Config) -> Vec<SimulatedPin> {
+        let clock: Arc<dyn Clock> = Arc::new(edgesort_types::MonotonicClock);
+        config
+            .ejectors
+            .iter()
+            .map(|_| SimulatedPin::new(clock.clone()))
+            .collect()
+    }
+
     /// Every level change so far (repeated writes of the same level are not edges).
     pub fn edges(&self) -> Vec<Edge> {
         self.edges.lock().expect("edge record poisoned").clone()

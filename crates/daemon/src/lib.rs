@@ -26,6 +26,7 @@
 mod capture;
 mod config_change;
 mod control;
+mod engines;
 mod error;
 mod inference;
 mod latency;
@@ -38,6 +39,7 @@ pub use config_change::{ConfigApplied, ConfigRejected};
 pub use control::{
     Daemon, DaemonSetup, DetectorFactory, EngineInfo, Overlay, PulseRefused, Snapshot, WireInputs,
 };
+pub use engines::cpu_detector;
 pub use error::DaemonError;
 pub use inference::Detect;
 pub use stage::StageName;

@@ -32,7 +32,7 @@ pub(crate) fn sorting_stage(
     Box::new(move || {
         let config = shared.config();
         let mut sorter = Sorter {
-            tracker: Tracker::new(tracker_params(&config)),
+            tracker: Tracker::new(TrackerParams::from_config(&config)),
             decider: Decider::new(&config),
             config,
             shared: &shared,
@@ -53,18 +53,6 @@ pub(crate) fn sorting_stage(
             sorter.record_reports();
         }
     })
-}
-
-pub(crate) fn tracker_params(config: &Config) -> TrackerParams {
-    TrackerParams {
-        velocity_px_s: config.belt_velocity_px_s(),
-        frame_width: config.camera.width.into(),
-        frame_height: config.camera.height.into(),
-        gate_px: config.tracking.gate_px,
-        max_unseen: Duration::from_secs_f64(config.tracking.max_unseen_ms / 1e3),
-        min_hits: config.tracking.min_hits,
-        classes: config.model.classes.len(),
-    }
 }
 
 struct Sorter<'a> {

@@ -3,16 +3,12 @@
 //! without bound.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use edgesort_actuate::SimulatedPin;
-use edgesort_daemon::{Daemon, DaemonSetup, DetectorFactory, EngineInfo};
-use edgesort_infer::Detector;
-use edgesort_infer_tract::TractBackend;
+use edgesort_daemon::{Daemon, DaemonSetup, cpu_detector};
 use edgesort_types::config::Config;
-use edgesort_types::{Clock, MonotonicClock};
 use serde::Serialize;
 
 use crate::BUNDLED_CONFIG;
@@ -71,29 +67,12 @@ pub fn run_soak(args: SoakArgs) -> Result<()> {
         Config::load(&args.config).with_context(|| format!("loading {}", args.config.display()))?;
     config.camera.replay_loop = true;
     config.store.path = args.db.clone();
-    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
-    let pins: Vec<SimulatedPin> = config
-        .ejectors
-        .iter()
-        .map(|_| SimulatedPin::new(clock.clone()))
-        .collect();
-    let detector: DetectorFactory = Arc::new(|config: &Config| {
-        let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-        let backend = TractBackend::load(&config.model.path)
-            .map_err(|error| error.to_string())?
-            .with_threads(threads);
-        let detector =
-            Detector::for_model(backend, &config.model).map_err(|error| error.to_string())?;
-        Ok(Box::new(detector) as Box<dyn edgesort_daemon::Detect>)
-    });
+    let pins = SimulatedPin::for_ejectors(&config);
+    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let (detector, engine) = cpu_detector(&config.model.path, threads);
     let db_limit_bytes = u64::from(config.store.max_mb) << 20;
     let daemon = Daemon::start(DaemonSetup {
-        engine: EngineInfo {
-            backend: "tract (CPU)".into(),
-            model: config.model.path.display().to_string(),
-            precision: "fp32".into(),
-            fallback: None,
-        },
+        engine,
         config,
         config_path: args.config.clone(),
         detector,

@@ -16,12 +16,10 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use edgesort_actuate::{EjectorScheduler, FailSafe, SimulatedPin};
 use edgesort_api::Token;
-use edgesort_daemon::{Daemon, DaemonSetup, DetectorFactory, EngineInfo, WireInputs};
+use edgesort_daemon::{Daemon, DaemonSetup, WireInputs, cpu_detector};
 use edgesort_gpio::{CdevInput, CdevOutput, Edges, chips, resolve};
-use edgesort_infer::Detector;
-use edgesort_infer_tract::TractBackend;
 use edgesort_types::config::{ActiveLevel, Config};
-use edgesort_types::{Clock, MonotonicClock};
+use embedded_hal::digital::OutputPin;
 use sd_notify::NotifyState;
 
 #[derive(Parser)]
@@ -116,38 +114,9 @@ fn run(args: Args) -> Result<()> {
 /// The line, and the fail-safe registrations that drive its real outputs
 /// low on a panic anywhere (kept for the process's life).
 fn start_line(args: &Args, config: Config) -> Result<(Daemon, Vec<FailSafe>)> {
-    let engine = EngineInfo {
-        backend: "tract (CPU)".into(),
-        model: config.model.path.display().to_string(),
-        precision: "fp32".into(),
-        fallback: None,
-    };
-    let detector: DetectorFactory = Arc::new(|config: &Config| {
-        let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-        let backend = TractBackend::load(&config.model.path)
-            .map_err(|error| error.to_string())?
-            .with_threads(threads);
-        let detector =
-            Detector::for_model(backend, &config.model).map_err(|error| error.to_string())?;
-        Ok(Box::new(detector) as Box<dyn edgesort_daemon::Detect>)
-    });
-    let config_path = args.config.clone();
     if args.simulate_gpio {
-        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
-        let pins = config
-            .ejectors
-            .iter()
-            .map(|_| SimulatedPin::new(clock.clone()))
-            .collect();
-        let daemon = Daemon::start(DaemonSetup {
-            config,
-            config_path,
-            detector,
-            engine,
-            pins,
-            inputs: None,
-        })?;
-        return Ok((daemon, Vec::new()));
+        let pins = SimulatedPin::for_ejectors(&config);
+        return Ok((start(args, config, pins, None)?, Vec::new()));
     }
     let present = chips()?;
     let mut pins = Vec::new();
@@ -173,15 +142,26 @@ fn start_line(args: &Args, config: Config) -> Result<(Daemon, Vec<FailSafe>)> {
     let inputs = estop.map(|input| {
         Box::new(move |scheduler: &mut EjectorScheduler| scheduler.watch_estop(input)) as WireInputs
     });
-    let daemon = Daemon::start(DaemonSetup {
+    Ok((start(args, config, pins, inputs)?, failsafes))
+}
+
+/// Starts the line on the CPU backend with these outputs.
+fn start<P: OutputPin + Send + 'static>(
+    args: &Args,
+    config: Config,
+    pins: Vec<P>,
+    inputs: Option<WireInputs>,
+) -> Result<Daemon> {
+    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let (detector, engine) = cpu_detector(&config.model.path, threads);
+    Ok(Daemon::start(DaemonSetup {
         config,
-        config_path,
+        config_path: args.config.clone(),
         detector,
         engine,
         pins,
         inputs,
-    })?;
-    Ok((daemon, failsafes))
+    })?)
 }
 
 /// Pings systemd's watchdog at half its period while the line's supervisor

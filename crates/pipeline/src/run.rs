@@ -148,7 +148,7 @@ where
         config,
         clock,
         origin,
-        tracker: Tracker::new(tracker_params(config)),
+        tracker: Tracker::new(TrackerParams::from_config(config)),
         decider: Decider::new(config),
         store_queue,
         store_failed: false,
@@ -208,18 +208,6 @@ fn grey_frame(width: u32, height: u32) -> Frame {
         width,
         height,
         rgb: vec![114; 3 * width as usize * height as usize],
-    }
-}
-
-fn tracker_params(config: &Config) -> TrackerParams {
-    TrackerParams {
-        velocity_px_s: config.belt_velocity_px_s(),
-        frame_width: config.camera.width.into(),
-        frame_height: config.camera.height.into(),
-        gate_px: config.tracking.gate_px,
-        max_unseen: Duration::from_secs_f64(config.tracking.max_unseen_ms / 1e3),
-        min_hits: config.tracking.min_hits,
-        classes: config.model.classes.len(),
     }
 }
 

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use edgesort_types::config::Config;
 use edgesort_types::{BoundingBox, ClassId, Detection, Timestamp};
 
 /// Detections of different classes overlapping this much in one frame are
@@ -23,6 +24,21 @@ pub struct TrackerParams {
     pub min_hits: u32,
     /// Number of classes the detector knows.
     pub classes: usize,
+}
+
+impl TrackerParams {
+    /// The parameters a validated configuration gives.
+    pub fn from_config(config: &Config) -> Self {
+        TrackerParams {
+            velocity_px_s: config.belt_velocity_px_s(),
+            frame_width: config.camera.width.into(),
+            frame_height: config.camera.height.into(),
+            gate_px: config.tracking.gate_px,
+            max_unseen: Duration::from_secs_f64(config.tracking.max_unseen_ms / 1e3),
+            min_hits: config.tracking.min_hits,
+            classes: config.model.classes.len(),
+        }
+    }
 }
 
 /// Why a track ended.

@@ -11,11 +11,8 @@ use std::time::{Duration, Instant};
 
 use edgesort_actuate::{Edge, SimulatedPin};
 use edgesort_api::Token;
-use edgesort_daemon::{Daemon, DaemonSetup, DetectorFactory, EngineInfo};
-use edgesort_infer::Detector;
-use edgesort_infer_tract::TractBackend;
+use edgesort_daemon::{Daemon, DaemonSetup, cpu_detector};
 use edgesort_types::config::Config;
-use edgesort_types::{Clock, MonotonicClock};
 use serde_json::Value;
 
 pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -71,38 +68,18 @@ pub struct Line {
     stop_api: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-pub fn detector_factory() -> DetectorFactory {
-    Arc::new(|config: &Config| {
-        let backend = TractBackend::load(&config.model.path)
-            .map_err(|error| error.to_string())?
-            .with_threads(2);
-        let detector =
-            Detector::for_model(backend, &config.model).map_err(|error| error.to_string())?;
-        Ok(Box::new(detector) as Box<dyn edgesort_daemon::Detect>)
-    })
-}
-
 impl Line {
     pub fn start(config_path: &Path) -> Line {
         let config = Config::load(config_path).unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
-        let pins: Vec<SimulatedPin> = config
-            .ejectors
-            .iter()
-            .map(|_| SimulatedPin::new(clock.clone()))
-            .collect();
+        let pins = SimulatedPin::for_ejectors(&config);
         let token = Token::load_or_create(&config.api.token_file).unwrap();
+        let (detector, engine) = cpu_detector(&config.model.path, 2);
         let daemon = Arc::new(
             Daemon::start(DaemonSetup {
                 config: config.clone(),
                 config_path: config_path.to_owned(),
-                detector: detector_factory(),
-                engine: EngineInfo {
-                    backend: "tract (CPU)".into(),
-                    model: config.model.path.display().to_string(),
-                    precision: "fp32".into(),
-                    fallback: None,
-                },
+                detector,
+                engine,
                 pins: pins.clone(),
                 inputs: None,
             })
