@@ -107,6 +107,21 @@ impl ReplaySource {
         )
     }
 
+    /// Passes over the frames a live camera would already have replaced by
+    /// `now`: the next frame is then the newest one due. Returns how many
+    /// were passed over. A replay paced in real time calls this before each
+    /// frame, so that a machine slower than the clip's rate stamps frames
+    /// when it shows them, as a camera does, instead of falling ever further
+    /// behind the clock.
+    pub fn skip_to(&mut self, now: Timestamp) -> usize {
+        let mut skipped = 0;
+        while self.next + 1 < self.frames.len() && self.timestamp_of(self.next as u64 + 1) <= now {
+            self.next += 1;
+            skipped += 1;
+        }
+        skipped
+    }
+
     /// The next frame, `None` at the end of the clip, or the error that made
     /// this frame unusable (the next call moves on to the following frame).
     pub fn next_frame(&mut self) -> Option<Result<Frame, CaptureError>> {
@@ -178,6 +193,22 @@ mod tests {
         assert_eq!(first.captured_at, Timestamp::from_nanos(5));
         assert_eq!(second.captured_at, Timestamp::from_nanos(5 + 16_666_667));
         assert_eq!(first.rgb.len(), 640 * 360 * 3);
+    }
+
+    #[test]
+    fn a_late_reader_skips_to_the_newest_frame_due() {
+        let mut source = ReplaySource::open(&demo_clip(), 10.0, 640, 360, Timestamp::ZERO).unwrap();
+        assert_eq!(source.skip_to(Timestamp::from_nanos(50_000_000)), 0);
+        // 0.35 s in: frames 0..=3 are due, 3 is the newest.
+        assert_eq!(source.skip_to(Timestamp::from_nanos(350_000_000)), 3);
+        assert_eq!(source.next_frame().unwrap().unwrap().sequence, 3);
+        // Far past the end: the last frame is still shown, not skipped.
+        assert_eq!(
+            source.skip_to(Timestamp::from_nanos(1_000_000_000_000)),
+            235
+        );
+        assert_eq!(source.next_frame().unwrap().unwrap().sequence, 239);
+        assert!(source.next_frame().is_none());
     }
 
     #[test]

@@ -62,6 +62,11 @@ fn play_once(
     let frames = source.len();
     loop {
         shared.check_fault(StageName::Capture);
+        let skipped = source.skip_to(shared.clock.now());
+        if skipped > 0 {
+            *sequence += skipped as u64;
+            shared.board().driver_drops += skipped as u64;
+        }
         let decode_started = Instant::now();
         let Some(next) = source.next_frame() else {
             return Ok(frames);
