@@ -58,6 +58,7 @@ fn three_inference_crashes_are_survived_with_outputs_low_and_no_decision_lost() 
         assert_eq!(outage.stage, "inference");
         let (down, up) = (outage.down_ns, outage.up_ns.expect("recovered"));
         assert!(up > down);
+        eprintln!("outage: {} ms, {}", (up - down) / 1_000_000, outage.error);
         for (ejector, pin) in config.ejectors.iter().zip(&pins) {
             let edges = pin.edges();
             for edge in &edges {
