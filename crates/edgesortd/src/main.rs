@@ -153,7 +153,8 @@ fn start<P: OutputPin + Send + 'static>(
     inputs: Option<WireInputs>,
 ) -> Result<Daemon> {
     let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-    let (detector, engine) = cpu_detector(&config.model.path, threads);
+    let (detector, mut engine) = cpu_detector(&config.model.path, threads);
+    engine.fallback = Some(cpu_fallback_reason(&config));
     Ok(Daemon::start(DaemonSetup {
         config,
         config_path: args.config.clone(),
@@ -162,6 +163,23 @@ fn start<P: OutputPin + Send + 'static>(
         pins,
         inputs,
     })?)
+}
+
+/// Why the line runs on the CPU, for the `engine_fallback` alarm: on a
+/// sorting box the detector belongs on the GPU.
+fn cpu_fallback_reason(config: &Config) -> String {
+    let paths = edgesort_provision::DataPaths::new(&config.engine.data_dir);
+    match edgesort_provision::read_active(&paths) {
+        Some(active) => format!(
+            "running on the CPU: the provisioned {} TensorRT engine ({}) is not served by this edgesortd yet",
+            active.precision,
+            active.engine.display()
+        ),
+        None => format!(
+            "running on the CPU: no TensorRT engine in service (see `edgesort status`; {} has no provisioned engine)",
+            paths.active().display()
+        ),
+    }
 }
 
 /// Pings systemd's watchdog at half its period while the line's supervisor
