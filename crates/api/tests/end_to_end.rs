@@ -103,4 +103,14 @@ fn api_database_and_pins_agree_on_every_part_and_pulse() {
         assert!(!pin.is_set_high(), "{} left high", ejector.lane);
     }
     assert!(ejections > 0, "some part was ejected: {last:#?}");
+    let activations: Vec<_> = last
+        .gpio
+        .outputs
+        .iter()
+        .map(|output| (output.lane.as_str(), output.activations))
+        .collect();
+    eprintln!(
+        "{parts} parts {api_classes:?}; {ejections} ejections {api_lanes:?}; pin activations {activations:?}; {} frames processed, {} dropped",
+        last.frames.processed, last.drops.pipeline
+    );
 }
