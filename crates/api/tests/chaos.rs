@@ -59,6 +59,10 @@ fn three_inference_crashes_are_survived_with_outputs_low_and_no_decision_lost() 
         let (down, up) = (outage.down_ns, outage.up_ns.expect("recovered"));
         assert!(up > down);
         eprintln!("outage: {} ms, {}", (up - down) / 1_000_000, outage.error);
+        // The first restart waits 100 ms before it even builds a detector:
+        // a shorter outage would mean a frame from before the crash was
+        // taken for the line running again.
+        assert!(up - down >= 100_000_000, "outage of {} ns", up - down);
         for (ejector, pin) in config.ejectors.iter().zip(&pins) {
             let edges = pin.edges();
             for edge in &edges {

@@ -96,12 +96,17 @@ impl Sorter<'_> {
         for (track, decision) in decided {
             self.act(track, &decision, latencies(track_decide))?;
         }
-        self.shared.ejectors.heartbeat();
 
         let now = Instant::now();
         let now_ns = self.shared.clock.now().as_nanos();
         {
             let mut board = self.shared.board();
+            // A frame from before a failure proves nothing about the line
+            // now: the ejectors stay held until a newer one comes through.
+            if !board.predates_outage(frame.captured_at.as_nanos()) {
+                self.shared.ejectors.heartbeat();
+                board.line_up(now_ns);
+            }
             board.frames_processed += 1;
             board.processed_rate.tick(now);
             board.last_processed = Some(now);
@@ -112,7 +117,6 @@ impl Sorter<'_> {
                 times.postprocess,
                 track_decide,
             ]);
-            board.line_up(now_ns);
         }
         self.publish_snapshot(frame, &detections);
         Ok(())

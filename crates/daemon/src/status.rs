@@ -269,7 +269,17 @@ impl Board {
         });
     }
 
-    /// A frame made it through the whole line: every open outage is over.
+    /// Whether a frame captured at `captured_ns` was taken before a stage
+    /// that is still down failed: such a frame, still queued when the
+    /// stage died, does not show that the line runs again.
+    pub fn predates_outage(&self, captured_ns: u64) -> bool {
+        self.outages
+            .iter()
+            .any(|outage| outage.up_ns.is_none() && captured_ns < outage.down_ns)
+    }
+
+    /// A frame captured after every outage began made it through the whole
+    /// line: the outages are over.
     pub fn line_up(&mut self, now_ns: u64) {
         for outage in self.outages.iter_mut().filter(|o| o.up_ns.is_none()) {
             outage.up_ns = Some(now_ns);
