@@ -72,8 +72,14 @@ fn init_logging() {
 }
 
 fn run(args: Args) -> Result<()> {
-    let config =
+    let mut config =
         Config::load(&args.config).with_context(|| format!("loading {}", args.config.display()))?;
+    if let Some(data) = &args.data_dir {
+        std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        config.store.path = data.join("events.sqlite");
+        config.api.token_file = data.join("api-token");
+        config.engine.data_dir = data.clone();
+    }
     let token = Token::load_or_create(&config.api.token_file)?;
     let bind = args.bind.unwrap_or(config.api.bind);
     let runtime = tokio::runtime::Builder::new_multi_thread()
