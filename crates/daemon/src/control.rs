@@ -241,7 +241,6 @@ impl Daemon {
         let stages = lock(&self.shared.stages).clone();
         let stage_down = stages.iter().any(|stage| stage.state == "down");
         let mut board = self.shared.board();
-        let processing = recently(board.last_processed, now, RUNNING_WINDOW);
         let stall_window = config.stall_timeout();
         let stalled = board.last_processed.is_some()
             && !board.input_ended
@@ -253,7 +252,7 @@ impl Daemon {
             LineState::Finished
         } else if stage_down || camera_lost || estop || stalled {
             LineState::Degraded
-        } else if board.frames_processed == 0 || !processing && !board.input_ended {
+        } else if board.frames_processed == 0 {
             LineState::Starting
         } else {
             LineState::Running
