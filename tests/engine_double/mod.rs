@@ -221,7 +221,11 @@ impl Backend for SceneBackend {
 /// model at `model` (the double hashes it, nothing more), FP16 asked for
 /// and two validation stills.
 pub fn double_config(data_dir: &Path, model: &Path) -> edgesort_types::config::Config {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The repository root, from the root package or a crate's tests.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|folder| folder.join("board/edgesort.toml").is_file())
+        .expect("inside the repository");
     let mut config = edgesort_types::config::Config::load(&repo.join("board/edgesort.toml"))
         .expect("bundled config loads");
     config.engine.data_dir = data_dir.to_owned();

@@ -15,23 +15,29 @@
 //! | `GET /config`, `PUT /config` | the configuration file; a PUT is validated, saved, audited, and applied live where safe |
 //! | `GET /snapshot.jpg` | the newest frame with boxes, track ids and lanes |
 //! | `POST /ejectors/{lane}/test[?force=true]` | one pulse by hand |
+//! | `POST /ota/packages` | an update package as the body: verified whole, then queued for the installer (202) |
 #![deny(missing_docs)]
 
 mod metrics;
 mod render;
 mod token;
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use edgesort_daemon::{ConfigRejected, Daemon, PulseRefused};
+use edgesort_ota::{MAX_PACKAGE_BYTES, OtaDir, OtaError, TrustedKeys};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -49,11 +55,26 @@ const MAX_EVENTS: usize = 1000;
 struct Api {
     daemon: Arc<Daemon>,
     token: Token,
+    updates: Updates,
+}
+
+/// Where uploaded update packages go and which keys they must be signed
+/// with: the configuration's `[ota]`.
+#[derive(Clone)]
+pub struct Updates {
+    /// The OTA folder.
+    pub ota: OtaDir,
+    /// The image's trusted keys.
+    pub trusted_keys: PathBuf,
 }
 
 /// The API's routes over `daemon`, guarded by `token`.
-pub fn router(daemon: Arc<Daemon>, token: Token) -> Router {
-    let api = Api { daemon, token };
+pub fn router(daemon: Arc<Daemon>, token: Token, updates: Updates) -> Router {
+    let api = Api {
+        daemon,
+        token,
+        updates,
+    };
     let guarded = Router::new()
         .route("/health", get(health))
         .route("/status", get(status))
@@ -62,6 +83,10 @@ pub fn router(daemon: Arc<Daemon>, token: Token) -> Router {
         .route("/config", get(get_config).put(put_config))
         .route("/snapshot.jpg", get(snapshot))
         .route("/ejectors/{lane}/test", post(test_pulse))
+        .route(
+            "/ota/packages",
+            post(upload_package).layer(DefaultBodyLimit::disable()),
+        )
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
     Router::new()
         .route("/", get(|| async { Html(STATUS_PAGE) }))
@@ -261,6 +286,123 @@ async fn test_pulse(
             error_response(StatusCode::NOT_FOUND, &refused.to_string())
         }
         Ok(Err(refused)) => error_response(StatusCode::CONFLICT, &refused.to_string()),
+        Err(response) => response,
+    }
+}
+
+/// Receives an update package. It streams to the data partition (never
+/// whole into memory), is verified whole (signature, then every payload)
+/// and queued for the installer, which runs outside the daemon's sandbox
+/// because it restarts the daemon. A bad package is deleted and the answer
+/// names what is wrong with it.
+async fn upload_package(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Body,
+) -> Response {
+    let ota = api.updates.ota.clone();
+    let (path, file) = match blocking(move || ota.receive()).await {
+        Ok(Ok(received)) => received,
+        Ok(Err(error)) => {
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string());
+        }
+        Err(response) => return response,
+    };
+    let (chunks, mut to_write) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut file = file;
+        while let Some(chunk) = to_write.blocking_recv() {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()
+    });
+    let mut body = body;
+    let mut received = 0u64;
+    let refused = loop {
+        match body.frame().await {
+            None => break None,
+            Some(Err(error)) => {
+                break Some((
+                    StatusCode::BAD_REQUEST,
+                    format!("the upload broke off after {received} bytes: {error}"),
+                ));
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                received += data.len() as u64;
+                if received > MAX_PACKAGE_BYTES {
+                    break Some((
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("a package may have at most {MAX_PACKAGE_BYTES} bytes"),
+                    ));
+                }
+                if chunks.send(data).await.is_err() {
+                    break Some((
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "writing the upload failed".into(),
+                    ));
+                }
+            }
+        }
+    };
+    drop(chunks);
+    let written = writer.await;
+    let refused = refused.or_else(|| match written {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some((
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("storing the upload failed: {error}"),
+        )),
+        Err(error) => Some((StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
+    });
+    if let Some((code, message)) = refused {
+        let _ = std::fs::remove_file(&path);
+        return error_response(code, &message);
+    }
+
+    let updates = api.updates.clone();
+    let daemon = api.daemon.clone();
+    let actor = format!("api {peer}");
+    let queued = blocking(move || {
+        let keys = TrustedKeys::load(&updates.trusted_keys).inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })?;
+        let queued = updates.ota.enqueue(&path, &keys);
+        let detail = match &queued {
+            Ok((file, package)) => format!(
+                "version {} signed by {} queued as {}",
+                package.manifest.version,
+                package.signer,
+                file.display()
+            ),
+            Err(error) => format!("refused: {error}"),
+        };
+        daemon.with_store(|store| {
+            if let Err(error) = store.audit(&actor, "ota.upload", &detail) {
+                tracing::warn!(%error, "the upload was not audited");
+            }
+        });
+        queued
+    })
+    .await;
+    match queued {
+        Ok(Ok((file, package))) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({
+                "queued": file,
+                "version": package.manifest.version.to_string(),
+                "signer": package.signer,
+                "payloads": package.manifest.payloads.len(),
+                "next": "the installer takes it from the queue; follow it with `edgesort ota status`",
+            })),
+        )
+            .into_response(),
+        Ok(Err(error @ OtaError::Io { .. })) => {
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
+        }
+        Ok(Err(error)) => error_response(StatusCode::BAD_REQUEST, &error.to_string()),
         Err(response) => response,
     }
 }

@@ -22,6 +22,7 @@ fn calls_without_the_right_token_get_401() {
         ("PUT", "/config"),
         ("GET", "/snapshot.jpg"),
         ("POST", "/ejectors/bolts/test?force=true"),
+        ("POST", "/ota/packages"),
     ] {
         for token in [None, Some("wrong-token-0123456789"), Some("")] {
             let (code, body) = call(&line.base, method, path, token, Some(""));

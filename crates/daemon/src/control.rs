@@ -49,6 +49,9 @@ pub struct EngineInfo {
     pub backend: String,
     /// The model or engine file.
     pub model: String,
+    /// sha256 of the model file the detector was built from: tells an
+    /// update's health check which model is really in service.
+    pub model_sha256: Option<String>,
     /// `fp32`, `fp16` or `int8`.
     pub precision: String,
     /// Why a less preferred engine is in service, if one is.

@@ -11,6 +11,7 @@ mod camera;
 mod client;
 mod eval;
 mod gpio;
+mod ota;
 mod provision;
 mod replay;
 mod soak;
@@ -26,6 +27,7 @@ use crate::camera::{CameraCommand, run_camera_command};
 use crate::client::{ConfigCommand, EventsArgs, run_config_command, run_events_command};
 use crate::eval::{EvalArgs, run_eval_command};
 use crate::gpio::{GpioCommand, run_gpio_command};
+use crate::ota::{OtaCommand, run_ota_command};
 use crate::provision::{
     NotProvisioned, ProvisionArgs, StatusArgs, run_provision_command, run_status_command,
 };
@@ -88,6 +90,11 @@ enum Command {
     /// stream and count drops.
     #[command(subcommand)]
     Camera(CameraCommand),
+    /// Signed updates: keys, packing and signing; on a box, verify,
+    /// install into the other slot with a health-checked commit, status,
+    /// rollback, and recovery after an interrupted update.
+    #[command(subcommand)]
+    Ota(OtaCommand),
 }
 
 /// Exit codes a technician's script can act on.
@@ -127,6 +134,7 @@ fn classify(error: &anyhow::Error) -> Failure {
             || cause.is::<edgesort_bench::BenchError>()
             || cause.is::<edgesort_calibrate::CalibrateError>()
             || cause.is::<edgesort_gpio::GpioError>()
+            || cause.is::<edgesort_ota::OtaError>()
         {
             return Failure::Input;
         }
@@ -165,6 +173,7 @@ fn main() -> ExitCode {
         Command::Camera(command) => run_camera_command(command),
         Command::Events(args) => run_events_command(args),
         Command::Config(command) => run_config_command(command),
+        Command::Ota(command) => run_ota_command(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

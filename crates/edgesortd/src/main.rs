@@ -7,7 +7,8 @@
 //! planned fire, writes every row, and exits with the outputs low.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,7 +80,9 @@ fn run(args: Args) -> Result<()> {
         config.store.path = data.join("events.sqlite");
         config.api.token_file = data.join("api-token");
         config.engine.data_dir = data.clone();
+        config.ota.dir = data.join("ota");
     }
+    hand_over_to_slot(&config.ota.dir)?;
     let token = Token::load_or_create(&config.api.token_file)?;
     let bind = args.bind.unwrap_or(config.api.bind);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -90,12 +93,16 @@ fn run(args: Args) -> Result<()> {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(bind))
         .with_context(|| format!("listening on {bind} (api.bind)"))?;
+    let updates = edgesort_api::Updates {
+        ota: edgesort_ota::OtaDir::new(&config.ota.dir),
+        trusted_keys: config.ota.trusted_keys.clone(),
+    };
     let (daemon, _failsafes) = start_line(&args, config)?;
     let daemon = Arc::new(daemon);
     let listening = listener.local_addr().unwrap_or(bind);
     tracing::info!(%listening, "API listening");
 
-    let router = edgesort_api::router(daemon.clone(), token);
+    let router = edgesort_api::router(daemon.clone(), token, updates);
     let served = runtime.block_on(async {
         let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("sorting")]);
         let watchdog = tokio::spawn(feed_watchdog(Arc::downgrade(&daemon)));
@@ -115,6 +122,36 @@ fn run(args: Args) -> Result<()> {
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     served.context("serving the API")
+}
+
+/// Set in the environment of a slot's edgesortd, so that it runs
+/// instead of handing over again.
+const HANDED_OVER: &str = "EDGESORTD_FROM_SLOT";
+
+/// An update slot that carries its own edgesortd runs it in place of the
+/// image's: an update can replace the daemon without touching the
+/// read-only rootfs. The process (and so systemd's main PID) stays the
+/// same. A slot daemon that cannot start fails its update's health check,
+/// and the rollback brings this one back.
+fn hand_over_to_slot(ota_dir: &Path) -> Result<()> {
+    if std::env::var_os(HANDED_OVER).is_some() {
+        return Ok(());
+    }
+    let Ok(slot_daemon) = ota_dir.join("current/bin/edgesortd").canonicalize() else {
+        return Ok(());
+    };
+    let this = std::env::current_exe()
+        .and_then(|path| path.canonicalize())
+        .context("finding edgesortd's own file")?;
+    if slot_daemon == this {
+        return Ok(());
+    }
+    tracing::info!(daemon = %slot_daemon.display(), "handing over to the update slot's edgesortd");
+    let error = std::process::Command::new(&slot_daemon)
+        .args(std::env::args_os().skip(1))
+        .env(HANDED_OVER, "1")
+        .exec();
+    Err(error).with_context(|| format!("starting the update slot's {}", slot_daemon.display()))
 }
 
 /// The line, and the fail-safe registrations that drive its real outputs

@@ -33,10 +33,9 @@ mod validate;
 
 pub use builder::{BuildFailure, BuildJob, BuildOutput, BuildProgress, BuildTarget, EngineBuilder};
 pub use cache::{CacheLock, EngineCache, Entry};
+pub use edgesort_types::{sha256_file, sha256_hex};
 pub use error::EngineError;
-pub use key::{
-    BUILDER_REVISION, BuilderOptions, EngineKey, KeyInputs, ProfileShapes, sha256_file, sha256_hex,
-};
+pub use key::{BUILDER_REVISION, BuilderOptions, EngineKey, KeyInputs, ProfileShapes};
 pub use manifest::Manifest;
 pub use steps::{EngineSpec, MIN_WORKSPACE_BYTES, Validation, build_and_store, validate_stored};
 pub use validate::{ReferenceDetections, Thresholds, ValidationReport, compare_detections};

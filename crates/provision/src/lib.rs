@@ -33,6 +33,6 @@ pub use probe::{
 };
 pub use run::{
     ActiveEngine, DataPaths, Inputs, Provisioner, ReferenceSource, engine_inputs, model_input,
-    read_active, tract_reference, validation_thresholds,
+    prepare_engine, read_active, tract_reference, validation_thresholds,
 };
 pub use status::{Status, StatusFile, StatusObserver, read_status};

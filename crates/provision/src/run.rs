@@ -255,6 +255,25 @@ pub fn validation_thresholds(config: &Config) -> Thresholds {
     }
 }
 
+/// Builds and validates the engine for `config` (an update's model and
+/// calibration set, as its slot has them) without putting it in service;
+/// the running line's engine stays active until the update switches.
+/// Returns the new engine's key, or why it could not be prepared.
+pub fn prepare_engine<'a>(
+    config: &'a Config,
+    builder: &'a mut dyn EngineBuilder,
+    inputs: Inputs,
+    reference: ReferenceSource<'a>,
+) -> Result<Result<EngineKey, String>, ProvisionError> {
+    let mut provisioner = Provisioner::new(config, builder, inputs, reference)?;
+    let key = provisioner.key();
+    Ok(match provisioner.prepare()? {
+        Step::Activate | Step::Done => Ok(key),
+        Step::Failed { reason } => Err(reason),
+        other => Err(format!("provisioning stopped before {other:?}")),
+    })
+}
+
 /// Runs provisioning steps until the engine is in service or nothing more
 /// can be done. Every step re-reads the disk, so it may be killed at any
 /// moment and started again.
@@ -359,6 +378,26 @@ impl<'a> Provisioner<'a> {
             if matches!(step, Step::Done | Step::Failed { .. }) {
                 return Ok(step);
             }
+        }
+    }
+
+    /// Steps until the engine is built and validated, short of putting it
+    /// in service: an update prepares the engine for its new model while
+    /// the line keeps sorting on the old one; provisioning run again after
+    /// the switch (the update restarts it before the daemon) activates it.
+    /// Returns the step it stopped before (`Activate` when ready, `Done`
+    /// when already in service).
+    pub fn prepare(&mut self) -> Result<Step, ProvisionError> {
+        loop {
+            let next = next_step(&self.facts());
+            if matches!(next, Step::Activate | Step::Done | Step::Failed { .. }) {
+                if let Step::Failed { reason } = &next {
+                    self.status
+                        .set("failed", reason, Some(self.key().as_str()))?;
+                }
+                return Ok(next);
+            }
+            self.step()?;
         }
     }
 

@@ -16,10 +16,12 @@ use crate::board::{BoardMap, LineAddress};
 mod api;
 mod camera;
 mod gpio;
+mod ota;
 
 pub use api::ApiConfig;
 pub use camera::{CameraConfig, CameraControls};
 pub use gpio::{ActiveLevel, EncoderConfig, EstopConfig, GpioConfig};
+pub use ota::OtaConfig;
 
 /// No ejector valve needs a pulse this long; a longer one means a typo that
 /// would hold an air jet open.
@@ -88,6 +90,9 @@ pub struct Config {
     /// The local HTTP API and status page.
     #[serde(default)]
     pub api: ApiConfig,
+    /// Signed update packages and the A/B slots they install into.
+    #[serde(default)]
+    pub ota: OtaConfig,
 }
 
 /// The detector model.
@@ -515,6 +520,12 @@ impl Config {
         if self.api.token_file.is_relative() {
             self.api.token_file = self.engine.data_dir.join(&self.api.token_file);
         }
+        if self.ota.dir.is_relative() {
+            self.ota.dir = self.engine.data_dir.join(&self.ota.dir);
+        }
+        if self.ota.trusted_keys.is_relative() {
+            self.ota.trusted_keys = base.join(&self.ota.trusted_keys);
+        }
     }
 
     /// Checks every field; the first problem found is returned.
@@ -676,6 +687,29 @@ impl Config {
                     "{} MiB is below the minimum of {MIN_STORE_MB} MiB",
                     store.max_mb
                 ),
+            ));
+        }
+
+        let ota = &self.ota;
+        if ota.restart_command.is_empty() {
+            return Err(invalid(
+                "ota.restart_command",
+                "is empty: an update could never restart the line",
+            ));
+        }
+        if ota.health_deadline_s < 10 {
+            return Err(invalid(
+                "ota.health_deadline_s",
+                format!(
+                    "{} s is too short for a daemon to start",
+                    ota.health_deadline_s
+                ),
+            ));
+        }
+        if ota.health_min_frames == 0 {
+            return Err(invalid(
+                "ota.health_min_frames",
+                "must be at least 1: a slot that processed nothing proved nothing",
             ));
         }
 

@@ -98,7 +98,11 @@ impl Line {
             .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = edgesort_api::router(daemon.clone(), token.clone());
+        let updates = edgesort_api::Updates {
+            ota: edgesort_ota::OtaDir::new(&config.ota.dir),
+            trusted_keys: config.ota.trusted_keys.clone(),
+        };
+        let router = edgesort_api::router(daemon.clone(), token.clone(), updates);
         runtime.spawn(edgesort_api::serve(listener, router, async {
             let _ = stopped.await;
         }));

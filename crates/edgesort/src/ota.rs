@@ -1,0 +1,634 @@
+//! `edgesort ota`: signed update packages. The release side makes keys,
+//! packs and signs; the box side verifies, installs into the inactive
+//! slot, switches, judges the new slot's health and commits or rolls back.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use edgesort_engine::EngineBuilder;
+use edgesort_infer_tensorrt::TensorRtBuilder;
+use edgesort_ota::{
+    CommandLine, DaemonHealth, EnginePreparer, Event, HealthCriteria, Installer, OtaDir, Outcome,
+    PackInfo, SigningKeyFile, SlotManifest, SlotName, TrustedKey, TrustedKeys, VerifiedPackage,
+    at_low_priority,
+};
+use edgesort_provision::{
+    SystemFiles, engine_inputs, model_input, prepare_engine, probe, tract_reference, workspace_for,
+};
+use edgesort_types::config::Config;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::BUNDLED_CONFIG;
+use crate::client::{ApiArgs, Client};
+
+#[derive(clap::Subcommand)]
+pub enum OtaCommand {
+    /// Release side: make a signing key, print its line for the image's
+    /// trusted-keys file. The key file never goes onto a box.
+    Keygen {
+        /// The key's name, as boxes will know it.
+        #[arg(long)]
+        id: String,
+        /// When boxes stop accepting it (RFC 3339), for the printed line.
+        #[arg(long)]
+        expires: String,
+        /// Where to write the private key (created 0600; must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Release side: pack the files under a folder laid out as a slot
+    /// (bin/ model/ calibration/ config/ board/ os/) into a package.
+    Pack {
+        /// The folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// The version it installs.
+        #[arg(long)]
+        version: semver::Version,
+        /// The oldest installed version it may go onto.
+        #[arg(long)]
+        min_version: semver::Version,
+        /// Boards it is for (orin-nano, orin-nx, agx-orin); repeat.
+        #[arg(long = "board", required = true)]
+        boards: Vec<String>,
+        /// Release notes.
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// The package file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Release side: sign a package's manifest (again, to add a key during
+    /// a rotation).
+    Sign {
+        /// The package.
+        package: PathBuf,
+        /// The private key file from `keygen`.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a package's signature and every payload, writing nothing.
+    Verify {
+        /// The package.
+        package: PathBuf,
+        #[command(flatten)]
+        box_args: BoxArgs,
+    },
+    /// Install a package (a file, or an http(s) URL) into the inactive
+    /// slot, switch to it, and keep it only if the line is healthy on it.
+    Install {
+        /// The package file or URL.
+        source: String,
+        /// Install a version not newer than the committed one; the reason
+        /// is kept in the history.
+        #[arg(long, value_name = "REASON")]
+        force: Option<String>,
+        #[command(flatten)]
+        box_args: BoxArgs,
+    },
+    /// Install the packages uploaded through the daemon's API, oldest
+    /// first (run by edgesort-ota-install.path when one is queued). Each is
+    /// removed once installed or refused; the history keeps the outcome.
+    InstallQueued {
+        #[command(flatten)]
+        box_args: BoxArgs,
+    },
+    /// The slots, the committed version, a trial in progress, the history.
+    Status {
+        /// Also re-read every file of both slots against its record.
+        #[arg(long)]
+        verify: bool,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        box_args: BoxArgs,
+    },
+    /// Go back to the previous slot, health-checked like an install.
+    Rollback {
+        /// Why; kept in the history.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        box_args: BoxArgs,
+    },
+    /// Run before the daemon starts (the unit's ExecStartPre): finish or
+    /// undo whatever an interrupted update left, and on first boot make
+    /// slot a from the image's files.
+    Recover {
+        /// The image's application files, laid out as a slot, for the
+        /// first boot.
+        #[arg(long)]
+        factory: Option<PathBuf>,
+        /// The image's version, for the first boot.
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        factory_version: semver::Version,
+        #[command(flatten)]
+        box_args: BoxArgs,
+    },
+}
+
+/// The box's configuration, which says where the slots, keys and daemon
+/// are.
+#[derive(clap::Args, Clone)]
+pub struct BoxArgs {
+    /// The box's configuration (its `[ota]`, `[api]` and `engine.data_dir`).
+    #[arg(long, default_value = BUNDLED_CONFIG)]
+    config: PathBuf,
+    /// The trusted keys instead of `ota.trusted_keys`.
+    #[arg(long)]
+    keys: Option<PathBuf>,
+}
+
+impl BoxArgs {
+    fn load(&self) -> Result<(Config, OtaDir, PathBuf)> {
+        let config = Config::load(&self.config)
+            .with_context(|| format!("loading {}", self.config.display()))?;
+        let ota = OtaDir::new(&config.ota.dir);
+        let keys = self
+            .keys
+            .clone()
+            .unwrap_or_else(|| config.ota.trusted_keys.clone());
+        Ok((config, ota, keys))
+    }
+}
+
+pub fn run_ota_command(command: OtaCommand) -> Result<()> {
+    match command {
+        OtaCommand::Keygen { id, expires, out } => keygen(&id, &expires, &out),
+        OtaCommand::Pack {
+            from,
+            version,
+            min_version,
+            boards,
+            notes,
+            out,
+        } => {
+            let manifest = edgesort_ota::pack(
+                &from,
+                PackInfo {
+                    version,
+                    min_version,
+                    boards,
+                    notes,
+                },
+                &out,
+            )?;
+            println!(
+                "Packed {} payloads ({} bytes) as version {} into {} (unsigned: run `edgesort ota sign`).",
+                manifest.payloads.len(),
+                manifest.payload_bytes(),
+                manifest.version,
+                out.display()
+            );
+            Ok(())
+        }
+        OtaCommand::Sign { package, key } => {
+            let key = SigningKeyFile::load(&key)?;
+            edgesort_ota::sign(&package, &key)?;
+            println!("Signed {} with key {}.", package.display(), key.id);
+            Ok(())
+        }
+        OtaCommand::Verify { package, box_args } => {
+            let (_, _, keys) = box_args.load()?;
+            let keys = TrustedKeys::load(&keys)?;
+            let verified = VerifiedPackage::open(&package, &keys, SystemTime::now())?;
+            verified.check_payloads()?;
+            let manifest = &verified.manifest;
+            println!(
+                "Version {} (onto {} or newer) for {}, signed by {}: {} payloads, every sha256 matches.",
+                manifest.version,
+                manifest.min_version,
+                manifest.boards.join(", "),
+                verified.signer,
+                manifest.payloads.len()
+            );
+            for payload in &manifest.payloads {
+                println!(
+                    "  {:<40} {:>12} bytes  {:?}",
+                    payload.path, payload.size, payload.kind
+                );
+            }
+            Ok(())
+        }
+        OtaCommand::Install {
+            source,
+            force,
+            box_args,
+        } => install(&source, force.as_deref(), &box_args),
+        OtaCommand::InstallQueued { box_args } => install_queued(&box_args),
+        OtaCommand::Status {
+            verify,
+            json,
+            box_args,
+        } => status(verify, json, &box_args),
+        OtaCommand::Rollback { reason, box_args } => {
+            let (config, ota, keys) = box_args.load()?;
+            let keys = TrustedKeys::load(&keys).unwrap_or_default();
+            let outcome = with_installer(&config, &ota, &keys, &box_args, |installer| {
+                installer.rollback(&reason)
+            })?;
+            report(outcome)
+        }
+        OtaCommand::Recover {
+            factory,
+            factory_version,
+            box_args,
+        } => recover(factory.as_deref(), factory_version, &box_args),
+    }
+}
+
+fn keygen(id: &str, expires: &str, out: &Path) -> Result<()> {
+    humantime::parse_rfc3339(expires)
+        .with_context(|| format!("--expires {expires:?} is not an RFC 3339 time"))?;
+    let key = SigningKeyFile::generate(id)?;
+    let text = toml::to_string(&key).context("writing the key")?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", out.display()))?;
+    let trusted = TrustedKeys {
+        keys: vec![TrustedKey {
+            id: id.to_owned(),
+            public_key: key.public_key_hex()?,
+            expires: expires.to_owned(),
+        }],
+    };
+    println!(
+        "# Private key in {} (keep it off the boxes).\n# Add this to the image's trusted keys:\n{}",
+        out.display(),
+        toml::to_string(&trusted).context("writing the trusted key")?
+    );
+    Ok(())
+}
+
+fn install(source: &str, force: Option<&str>, box_args: &BoxArgs) -> Result<()> {
+    let (config, ota, keys) = box_args.load()?;
+    let keys = TrustedKeys::load(&keys)?;
+    let downloaded = source.starts_with("http://") || source.starts_with("https://");
+    let package = if downloaded {
+        download(source, &ota)?
+    } else {
+        PathBuf::from(source)
+    };
+    let outcome = with_installer(&config, &ota, &keys, box_args, |installer| {
+        installer.install(&package, force)
+    });
+    if downloaded {
+        // Installed or refused, the data partition does not keep it.
+        let _ = std::fs::remove_file(&package);
+    }
+    report(outcome?)
+}
+
+fn install_queued(box_args: &BoxArgs) -> Result<()> {
+    let (config, ota, keys) = box_args.load()?;
+    let keys = TrustedKeys::load(&keys)?;
+    let mut failures = 0;
+    for package in ota.queued()? {
+        let version = VerifiedPackage::open(&package, &keys, SystemTime::now())
+            .ok()
+            .map(|verified| verified.manifest.version);
+        println!("Installing {}", package.display());
+        let outcome = with_installer(&config, &ota, &keys, box_args, |installer| {
+            installer.install(&package, None)
+        });
+        match outcome {
+            Ok(outcome) => {
+                if let Err(error) = report(outcome) {
+                    eprintln!("{error:#}");
+                    failures += 1;
+                }
+            }
+            Err(error) => {
+                eprintln!("{} refused: {error:#}", package.display());
+                ota.record_refusal(version.as_ref(), &format!("{error:#}"))?;
+                failures += 1;
+            }
+        }
+        std::fs::remove_file(&package)
+            .with_context(|| format!("removing {} from the queue", package.display()))?;
+    }
+    if failures > 0 {
+        bail!("{failures} queued package(s) were not installed; `edgesort ota status` has why");
+    }
+    Ok(())
+}
+
+fn report(outcome: Outcome) -> Result<()> {
+    match outcome {
+        Outcome::Committed { version, slot } => {
+            println!("Version {version} runs from slot {slot} and is committed.");
+            Ok(())
+        }
+        Outcome::RolledBack { version, reason } => {
+            bail!("version {version} was rolled back: {reason}")
+        }
+    }
+}
+
+/// Runs `work` with an installer wired to this box: the service manager
+/// restarts the line, the daemon's API reports its health, TensorRT (when
+/// the box has it) builds engines at low priority.
+fn with_installer(
+    config: &Config,
+    ota: &OtaDir,
+    keys: &TrustedKeys,
+    box_args: &BoxArgs,
+    work: impl FnOnce(&mut Installer) -> Result<Outcome, edgesort_ota::OtaError>,
+) -> Result<Outcome> {
+    let facts = probe(&SystemFiles::default());
+    let board = match (&config.ota.board, &facts.board) {
+        (Some(board), _) => board.clone(),
+        (None, Some(model)) => {
+            board_id(model).with_context(|| format!("which board is {model:?}? set ota.board"))?
+        }
+        (None, None) => bail!("this is not a Jetson and ota.board is not set"),
+    };
+    let api = ApiArgs {
+        config: box_args.config.clone(),
+        url: None,
+        token: None,
+    };
+    let mut line = CommandLine {
+        restart: config.ota.restart_command.clone(),
+        probe: move || -> Result<DaemonHealth, String> {
+            let client = Client::new(&api).map_err(|error| format!("{error:#}"))?;
+            let status = client
+                .get_json("/status")
+                .map_err(|error| format!("{error:#}"))?;
+            serde_json::from_value(status).map_err(|error| format!("/status: {error}"))
+        },
+    };
+    let mut engine = BoxEngines {
+        config: config.clone(),
+        ota: ota.clone(),
+    };
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let shown = bar.clone();
+    let mut progress = move |event: &Event| {
+        let line = describe(event);
+        tracing::info!("{line}");
+        shown.println(&line);
+        shown.set_message(line);
+    };
+    let mut installer = Installer {
+        ota,
+        keys,
+        board,
+        criteria: HealthCriteria {
+            deadline: Duration::from_secs(config.ota.health_deadline_s),
+            min_frames: config.ota.health_min_frames,
+            max_restarts: config.ota.health_max_restarts,
+            poll: Duration::from_millis(500),
+        },
+        reserve_bytes: config.ota.reserve_mib << 20,
+        os_update_command: config.ota.os_update_command.clone(),
+        line: &mut line,
+        engine: &mut engine,
+        progress: &mut progress,
+    };
+    let outcome = work(&mut installer);
+    bar.finish_and_clear();
+    Ok(outcome?)
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Verified { version, signer } => {
+            format!("verified version {version}, signed by {signer}")
+        }
+        Event::Staged { slot, files } => {
+            format!("staged {files} files into slot {slot}, checked on disk")
+        }
+        Event::EngineBuilding => {
+            "the model changed: preparing its engine while the line keeps sorting".into()
+        }
+        Event::EngineReady(detail) => format!("engine ready: {detail}"),
+        Event::OsHandedOff(payload) => format!("handed {payload} to the OS updater"),
+        Event::Switched(slot) => format!("switched to slot {slot}"),
+        Event::Restarted => "the daemon restarted; checking its health".into(),
+        Event::Waiting(why) => format!("waiting: {why}"),
+        Event::Committed(version) => format!("version {version} is healthy and committed"),
+        Event::RolledBack(reason) => format!("rolled back: {reason}"),
+    }
+}
+
+/// The update's engine, built by this box's TensorRT at low priority.
+struct BoxEngines {
+    config: Config,
+    ota: OtaDir,
+}
+
+impl EnginePreparer for BoxEngines {
+    fn prepare(&mut self, slot: &Path, _manifest: &SlotManifest) -> Result<String, String> {
+        let facts = probe(&SystemFiles::default());
+        let (gpu, tensorrt) = match (&facts.gpu, &facts.tensorrt) {
+            (Ok(gpu), Ok(tensorrt)) => (gpu, tensorrt),
+            (Err(why), _) | (_, Err(why)) => {
+                return Ok(format!(
+                    "nothing to build: {why}; the line runs the new model on the CPU backend"
+                ));
+            }
+        };
+        let config = slot_config(&self.config, &self.ota, slot);
+        let workspace = config
+            .engine
+            .workspace_mib
+            .map_or_else(|| workspace_for(facts.memory), |mib| mib << 20);
+        let board = facts.board.clone().unwrap_or_default();
+        at_low_priority(|| {
+            let log = Arc::new(|severity, message: &str| {
+                tracing::info!(target: "tensorrt", ?severity, "{message}");
+            });
+            let library = tensorrt_sys::TensorRt::load(log).map_err(|error| error.to_string())?;
+            let mut builder = TensorRtBuilder::new(library, &gpu.name, &gpu.compute_capability)
+                .map_err(|error| error.to_string())?
+                .with_cuda_graph(config.engine.cuda_graph);
+            let target = builder.target().clone();
+            let model = model_input(&config).map_err(|error| format!("{error:#}"))?;
+            let inputs = engine_inputs(
+                &config,
+                model,
+                &target,
+                &board,
+                facts.l4t.as_deref(),
+                workspace,
+            )
+            .map_err(|error| format!("{error:#}"))?;
+            let reference_inputs = inputs.clone();
+            let reference = Box::new(|| tract_reference(&config, &reference_inputs));
+            prepare_engine(&config, &mut builder, inputs, reference)
+                .map_err(|error| format!("{error:#}"))?
+                .map(|key| {
+                    format!(
+                        "engine {key} built and validated with TensorRT {} ({})",
+                        tensorrt.version, target.gpu
+                    )
+                })
+        })
+    }
+}
+
+/// The configuration as it will be once `slot` is current: paths through
+/// the `current` link point into the slot.
+fn slot_config(config: &Config, ota: &OtaDir, slot: &Path) -> Config {
+    let mut config = config.clone();
+    for path in [
+        &mut config.model.path,
+        &mut config.engine.calibration_images,
+        &mut config.engine.validation_images,
+    ] {
+        *path = ota.through_slot(path, slot);
+    }
+    config
+}
+
+/// The board name a package lists, from the device tree's model string.
+fn board_id(model: &str) -> Option<String> {
+    let model = model.to_ascii_lowercase();
+    let id = if model.contains("orin nano") {
+        "orin-nano"
+    } else if model.contains("orin nx") {
+        "orin-nx"
+    } else if model.contains("agx orin") {
+        "agx-orin"
+    } else {
+        return None;
+    };
+    Some(id.to_owned())
+}
+
+/// Downloads a package into the OTA folder (a partial file renamed when
+/// complete), so it is on the box before anything is switched.
+fn download(url: &str, ota: &OtaDir) -> Result<PathBuf> {
+    let folder = ota.incoming();
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    let name = url
+        .rsplit('/')
+        .next()
+        .filter(|name| !name.is_empty() && !name.starts_with('.') && !name.contains(['\\', '\0']))
+        .unwrap_or("package.esu");
+    let path = folder.join(name);
+    let partial = folder.join(format!("{name}.partial"));
+    let mut response = ureq::get(url)
+        .call()
+        .with_context(|| format!("downloading {url}"))?;
+    let mut file = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let limit = edgesort_ota::MAX_PACKAGE_BYTES;
+    let copied = std::io::copy(
+        &mut response.body_mut().as_reader().take(limit + 1),
+        &mut file,
+    )
+    .and_then(|copied| file.sync_all().map(|()| copied))
+    .with_context(|| format!("downloading {url} into {}", partial.display()))?;
+    if copied > limit {
+        let _ = std::fs::remove_file(&partial);
+        bail!("{url} is larger than the {limit} bytes a package may have");
+    }
+    std::fs::rename(&partial, &path).with_context(|| format!("keeping {}", path.display()))?;
+    Ok(path)
+}
+
+fn status(verify: bool, json: bool, box_args: &BoxArgs) -> Result<()> {
+    let (_, ota, _) = box_args.load()?;
+    let Some(state) = ota.state()? else {
+        bail!(edgesort_ota::OtaError::NotInitialized);
+    };
+    let mut slots = serde_json::Map::new();
+    for slot in [SlotName::A, SlotName::B] {
+        let record = match if verify {
+            ota.verify_slot(slot)
+        } else {
+            ota.slot_manifest(slot)
+        } {
+            Ok(manifest) => serde_json::json!({
+                "version": manifest.version.to_string(),
+                "package": manifest.package,
+                "staged_at": manifest.staged_at,
+                "files": manifest.files.len(),
+                "verified": verify,
+            }),
+            Err(error) => serde_json::json!({ "error": error.to_string() }),
+        };
+        slots.insert(slot.to_string(), record);
+    }
+    let current = ota.current_slot().map(|slot| slot.to_string());
+    if json {
+        let value = serde_json::json!({
+            "state": state,
+            "current": current,
+            "slots": slots,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "Committed: version {} in slot {}",
+        state.committed.version, state.committed.slot
+    );
+    if let Some(trial) = &state.trial {
+        println!(
+            "On trial:  version {} in slot {}, switched at {} by installer pid {}",
+            trial.installed.version, trial.installed.slot, trial.switched_at, trial.installer_pid
+        );
+    }
+    println!("Current:   {}", current.as_deref().unwrap_or("(no link)"));
+    for (slot, record) in &slots {
+        println!("Slot {slot}:    {record}");
+    }
+    println!("History:");
+    for entry in state.history.iter().rev().take(10) {
+        println!(
+            "  {} {:<12} {} {}",
+            entry.at, entry.event, entry.version, entry.detail
+        );
+    }
+    Ok(())
+}
+
+fn recover(
+    factory: Option<&Path>,
+    factory_version: semver::Version,
+    box_args: &BoxArgs,
+) -> Result<()> {
+    let (_, ota, _) = box_args.load()?;
+    let Some(lock) = ota.try_lock()? else {
+        println!("An update is in progress; its installer will finish or undo it.");
+        return Ok(());
+    };
+    if ota.state()?.is_none() {
+        let factory = factory.context(
+            "the OTA folder has no committed slot yet: pass --factory with the image's files",
+        )?;
+        let state = ota.init(&lock, factory, factory_version)?;
+        println!(
+            "Made slot {} from {} as version {}.",
+            state.committed.slot,
+            factory.display(),
+            state.committed.version
+        );
+    }
+    let recovery = ota.recover(&lock)?;
+    for repair in &recovery.repairs {
+        println!("{repair}");
+    }
+    println!(
+        "Committed: version {} in slot {}.",
+        recovery.state.committed.version, recovery.state.committed.slot
+    );
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! `edgesort ota` as the release team and a technician use it: a key, a
+//! package packed, signed and verified; a tampered one refused with exit
+//! code 3; a box initialised from its image files, a bad package refused
+//! without touching it, and a queued upload that is refused recorded in the
+//! history.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn edgesort(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgesort"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn ok(output: Output) -> String {
+    assert!(output.status.success(), "{}", text(&output));
+    text(&output)
+}
+
+/// A box configuration with its data partition and trusted keys in `dir`.
+fn box_config(dir: &Path, keys: &Path) -> PathBuf {
+    let repo = repo();
+    let config = std::fs::read_to_string(repo.join("board/edgesort.toml"))
+        .unwrap()
+        .replace("\"../", &format!("\"{}/", repo.display()))
+        .replace("\"pins/", &format!("\"{}/board/pins/", repo.display()))
+        .replace("/var/lib/edgesort", &dir.join("data").display().to_string())
+        .replace(
+            "/usr/share/edgesort/ota-keys.toml",
+            &keys.display().to_string(),
+        )
+        .replace("[ota]\n", "[ota]\nboard = \"orin-nano\"\n");
+    let path = dir.join("edgesort.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touching_the_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let arg = |path: &Path| path.to_str().unwrap().to_owned();
+
+    // The release team's key; the printed stanza is the image's trusted keys.
+    let stanza = ok(edgesort(&[
+        "ota",
+        "keygen",
+        "--id",
+        "release-2026",
+        "--expires",
+        "2099-01-01T00:00:00Z",
+        "--out",
+        &arg(&path("release.key")),
+    ]));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(path("release.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    std::fs::write(path("ota-keys.toml"), &stanza).unwrap();
+    let config = box_config(dir.path(), &path("ota-keys.toml"));
+    let config = arg(&config);
+
+    // Release 1.1.0: new configuration defaults.
+    std::fs::create_dir_all(path("release/config")).unwrap();
+    std::fs::write(path("release/config/defaults.toml"), "# 1.1.0\n").unwrap();
+    let package = arg(&path("edgesort-1.1.0.esu"));
+    ok(edgesort(&[
+        "ota",
+        "pack",
+        "--from",
+        &arg(&path("release")),
+        "--version",
+        "1.1.0",
+        "--min-version",
+        "1.0.0",
+        "--board",
+        "orin-nano",
+        "--out",
+        &package,
+    ]));
+    let unsigned = edgesort(&["ota", "verify", &package, "--config", &config]);
+    assert_eq!(unsigned.status.code(), Some(3), "{}", text(&unsigned));
+    assert!(
+        text(&unsigned).contains("not signed"),
+        "{}",
+        text(&unsigned)
+    );
+    ok(edgesort(&[
+        "ota",
+        "sign",
+        &package,
+        "--key",
+        &arg(&path("release.key")),
+    ]));
+    let verified = ok(edgesort(&["ota", "verify", &package, "--config", &config]));
+    assert!(
+        verified.contains("Version 1.1.0") && verified.contains("signed by release-2026"),
+        "{verified}"
+    );
+
+    // A byte of the payload changed.
+    let mut bytes = std::fs::read(&package).unwrap();
+    let at = bytes
+        .windows(7)
+        .rposition(|window| window == b"# 1.1.0")
+        .unwrap();
+    bytes[at] = b';';
+    std::fs::write(path("tampered.esu"), &bytes).unwrap();
+    let tampered = edgesort(&[
+        "ota",
+        "verify",
+        &arg(&path("tampered.esu")),
+        "--config",
+        &config,
+    ]);
+    assert_eq!(tampered.status.code(), Some(3));
+    assert!(
+        text(&tampered).contains("payload config/defaults.toml was tampered with"),
+        "{}",
+        text(&tampered)
+    );
+
+    // The box's first start makes slot a from its image files.
+    std::fs::create_dir_all(path("factory/model")).unwrap();
+    std::fs::copy(
+        repo().join("models/sorter_yolov8n_dynamic.onnx"),
+        path("factory/model/detector.onnx"),
+    )
+    .unwrap();
+    let recovered = ok(edgesort(&[
+        "ota",
+        "recover",
+        "--config",
+        &config,
+        "--factory",
+        &arg(&path("factory")),
+        "--factory-version",
+        "1.0.0",
+    ]));
+    assert!(recovered.contains("Made slot a"), "{recovered}");
+    let state_file = path("data/ota/state.json");
+    let state_before = std::fs::read(&state_file).unwrap();
+
+    // The tampered package is refused by the installer too, before any
+    // restart (ota.restart_command would fail the test: it is systemctl).
+    let refused = edgesort(&[
+        "ota",
+        "install",
+        &arg(&path("tampered.esu")),
+        "--config",
+        &config,
+    ]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    assert!(text(&refused).contains("tampered"), "{}", text(&refused));
+    assert_eq!(std::fs::read(&state_file).unwrap(), state_before);
+
+    // Queued by an upload, then refused: the history says so.
+    std::fs::create_dir_all(path("data/ota/incoming/queued")).unwrap();
+    std::fs::copy(
+        path("tampered.esu"),
+        path("data/ota/incoming/queued/edgesort-1.1.0.esu"),
+    )
+    .unwrap();
+    let queued = edgesort(&["ota", "install-queued", "--config", &config]);
+    assert!(!queued.status.success());
+    assert!(
+        text(&queued).contains("1 queued package(s) were not installed"),
+        "{}",
+        text(&queued)
+    );
+    assert_eq!(
+        std::fs::read_dir(path("data/ota/incoming/queued"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let status: serde_json::Value = serde_json::from_str(&ok(edgesort(&[
+        "ota", "status", "--json", "--verify", "--config", &config,
+    ])))
+    .unwrap();
+    assert_eq!(status["state"]["committed"]["slot"], "a");
+    assert_eq!(status["state"]["committed"]["version"], "1.0.0");
+    assert_eq!(status["current"], "a");
+    assert_eq!(status["slots"]["a"]["verified"], true);
+    let last = status["state"]["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["event"], "refused");
+    assert!(
+        last["detail"].as_str().unwrap().contains("tampered"),
+        "{last}"
+    );
+}

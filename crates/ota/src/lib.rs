@@ -1,0 +1,150 @@
+//! Over-the-air updates of the application: signed packages, A/B slots on
+//! the data partition, a health-checked commit and automatic rollback.
+//!
+//! The base OS (JetPack, kernel, bootloader) is the image's own updater's
+//! job; a package can carry an OS payload and the installer hands it over.
+//! See `docs/ota.md` for the format and the reasoning behind it.
+
+mod inbox;
+mod install;
+mod keys;
+mod manifest;
+mod package;
+mod priority;
+mod slots;
+
+use std::path::PathBuf;
+
+pub use inbox::MAX_PACKAGE_BYTES;
+pub use install::{
+    CommandLine, DaemonHealth, EnginePreparer, Event, HealthCriteria, HealthEngine, HealthFrames,
+    HealthStage, Installer, Line, Outcome, Verdict,
+};
+pub use keys::{SignatureEntry, Signatures, SigningKeyFile, TrustedKey, TrustedKeys};
+pub use manifest::{MANIFEST_FORMAT, Manifest, Payload, PayloadKind, slot_path_kind};
+pub use package::{
+    MANIFEST_ENTRY, PAYLOAD_PREFIX, PackInfo, SIGNATURES_ENTRY, VerifiedPackage, pack, sign,
+};
+pub use priority::at_low_priority;
+pub use slots::{
+    FACTORY, FileRecord, HistoryEntry, InstallLock, Installed, OtaDir, Recovery, SLOT_MANIFEST,
+    SlotManifest, SlotName, State, Trial, hash_file,
+};
+
+pub(crate) use slots::now_rfc3339;
+
+/// Why an update was refused or failed. Each names the problem; none
+/// leaves the running slot changed.
+#[derive(Debug, thiserror::Error)]
+pub enum OtaError {
+    /// The manifest does not parse or breaks a rule.
+    #[error("bad manifest: {0}")]
+    BadManifest(String),
+    /// A payload path would land outside its slot.
+    #[error("payload path {path:?} is refused: {why}")]
+    PathOutsideSlot {
+        /// The path.
+        path: String,
+        /// The rule it breaks.
+        why: String,
+    },
+    /// The package holds an entry it may not.
+    #[error("refused entry: {0}")]
+    UnexpectedEntry(String),
+    /// The package or a payload ends early.
+    #[error("the package is truncated: {0}")]
+    Truncated(String),
+    /// A payload's bytes are not the ones the manifest vouches for.
+    #[error("payload {path} was tampered with or damaged: {reason}")]
+    PayloadMismatch {
+        /// The payload.
+        path: String,
+        /// What differs.
+        reason: String,
+    },
+    /// A signature by a known key does not match the manifest.
+    #[error(
+        "the signature by key {key} does not match the manifest: the package was altered or signed wrongly"
+    )]
+    BadSignature {
+        /// The key.
+        key: String,
+    },
+    /// The only valid signature is by a key past its expiry.
+    #[error(
+        "signing key {key} expired at {expires}; the package must be signed with a current key"
+    )]
+    KeyExpired {
+        /// The key.
+        key: String,
+        /// Its expiry.
+        expires: String,
+    },
+    /// Signed by a key the image does not trust.
+    #[error("signed by key {key}, which this box does not trust")]
+    UnknownKey {
+        /// The key.
+        key: String,
+    },
+    /// No signature at all.
+    #[error("the package is not signed")]
+    Unsigned,
+    /// The trusted-keys file is unusable.
+    #[error("trusted keys {path}: {reason}")]
+    TrustedKeys {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Signing, key generation.
+    #[error("{0}")]
+    Crypto(String),
+    /// The package is for other boards.
+    #[error("the package is for {boards}, and this box is {board}")]
+    WrongBoard {
+        /// This box.
+        board: String,
+        /// The package's boards.
+        boards: String,
+    },
+    /// Not enough space on the data partition.
+    #[error(
+        "the data partition has {free} bytes free; staging needs {needed} (payloads plus ota.reserve_mib)"
+    )]
+    DiskFull {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
+    /// Refused by a rule (version, OS updater, ...).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The engine for the new model could not be built or validated.
+    #[error("the new model's engine was not prepared: {0}")]
+    Engine(String),
+    /// Another installer holds the lock.
+    #[error("another update is in progress ({0})")]
+    Busy(String),
+    /// No slot was ever committed.
+    #[error(
+        "the OTA folder has no state yet: run `edgesort ota init` (the image does at first boot)"
+    )]
+    NotInitialized,
+    /// A slot or the state file is damaged.
+    #[error("damaged: {0}")]
+    Damaged(String),
+    /// Reading or writing failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn io_error(what: String) -> impl FnOnce(std::io::Error) -> OtaError {
+    move |source| OtaError::Io { what, source }
+}
