@@ -52,6 +52,32 @@ fn box_config(dir: &Path, keys: &Path) -> PathBuf {
     path
 }
 
+/// Serves `body` to one HTTP GET on a loopback port; returns its URL.
+fn serve_once(body: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/releases/edgesort-1.1.0.esu",
+        listener.local_addr().unwrap()
+    );
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while request.read_line(&mut line).unwrap() > 2 {
+            line.clear();
+        }
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(&body).unwrap();
+    });
+    url
+}
+
 #[test]
 fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touching_the_box() {
     let dir = tempfile::tempdir().unwrap();
@@ -171,6 +197,21 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
     ]);
     assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
     assert!(text(&refused).contains("tampered"), "{}", text(&refused));
+    assert_eq!(std::fs::read(&state_file).unwrap(), state_before);
+
+    // From a URL: downloaded onto the data partition, refused the same way,
+    // and not kept.
+    let url = serve_once(std::fs::read(path("tampered.esu")).unwrap());
+    let refused = edgesort(&["ota", "install", &url, "--config", &config]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    assert!(text(&refused).contains("tampered"), "{}", text(&refused));
+    assert_eq!(
+        std::fs::read_dir(path("data/ota/incoming"))
+            .unwrap()
+            .count(),
+        0,
+        "the download was kept"
+    );
     assert_eq!(std::fs::read(&state_file).unwrap(), state_before);
 
     // Queued by an upload, then refused: the history says so.
