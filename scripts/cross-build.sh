@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Cross-builds the workspace for the Jetson (aarch64-unknown-linux-gnu) on an
+# x86_64 Debian or Ubuntu machine: rustup's target for Rust, Debian's
+# gcc-aarch64-linux-gnu for the C and C++ parts (bundled SQLite, the TensorRT
+# shim) and for linking, and the arm64 kernel headers for the V4L2 bindings.
+#
+#   scripts/cross-build.sh          release binaries, then their sha256
+#   scripts/cross-build.sh --test   the test suite too, run under qemu-aarch64-static
+#
+# Reproducible: --locked builds exactly the committed Cargo.lock, and paths of
+# this checkout and of cargo's registry are remapped, so two checkouts in
+# different folders give the same bytes. Installs what it needs (apt, rustup)
+# when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=aarch64-unknown-linux-gnu
+SYSROOT=/usr/aarch64-linux-gnu
+run_tests=false
+[ "${1:-}" = --test ] && run_tests=true
+
+need=()
+command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
+command -v aarch64-linux-gnu-g++ >/dev/null || need+=(g++-aarch64-linux-gnu)
+[ -e "$SYSROOT/include/asm/types.h" ] || need+=(linux-libc-dev-arm64-cross)
+[ -e "$SYSROOT/lib/libc.so.6" ] || need+=(libc6-dev-arm64-cross)
+$run_tests && ! command -v qemu-aarch64-static >/dev/null && need+=(qemu-user-static)
+if [ ${#need[@]} -gt 0 ]; then
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    echo ">> installing host packages: ${need[*]}"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
+
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
+export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+# bindgen (the v4l crate) parses the target's videodev2.h, not the host's.
+export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu --sysroot=$SYSROOT"
+# Tests run under user-mode qemu with the arm64 glibc as their root.
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L $SYSROOT"
+# Only the target's flags: build scripts and proc macros stay host builds.
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="--remap-path-prefix=$PWD=/build/edgesort --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+# Dates in the C parts' objects, if any, come from the commit.
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+
+cargo build --locked --release --target "$TARGET" --workspace --bins
+echo ">> $TARGET release binaries:"
+(cd "target/$TARGET/release" && sha256sum edgesort edgesortd && file edgesort edgesortd)
+
+if $run_tests; then
+    # Tests start our own binaries (edgesortd, the CLI, the processes the
+    # fault-injection tests kill): the kernel must hand arm64 ELF files to
+    # qemu too, which binfmt_misc does. F: qemu is opened now, so it works
+    # inside containers and chroots.
+    binfmt=/proc/sys/fs/binfmt_misc
+    [ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt"
+    if [ ! -e "$binfmt/qemu-aarch64" ]; then
+        printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' \
+            > "$binfmt/register"
+    fi
+    export QEMU_LD_PREFIX=$SYSROOT
+    cargo test --locked --target "$TARGET" --workspace "${@:2}"
+fi
