@@ -80,8 +80,7 @@ impl OtaDir {
         std::fs::rename(received, &queued)
             .map_err(io_error(format!("queueing {}", queued.display())))?;
         sync_folder(&queue).map_err(io_error(format!("syncing {}", queue.display())))?;
-        let package = VerifiedPackage::open(&queued, keys, SystemTime::now())?;
-        Ok((queued, package))
+        Ok((queued.clone(), package.moved_to(queued)))
     }
 
     /// The queued packages, oldest first.

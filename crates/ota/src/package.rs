@@ -286,6 +286,11 @@ impl VerifiedPackage {
         })
     }
 
+    /// The same package after its file was renamed to `path`.
+    pub(crate) fn moved_to(self, path: PathBuf) -> Self {
+        VerifiedPackage { path, ..self }
+    }
+
     /// The package file.
     pub fn path(&self) -> &Path {
         &self.path
