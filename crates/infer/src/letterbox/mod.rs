@@ -1,5 +1,8 @@
 use crate::InferError;
 
+#[cfg(target_arch = "x86_64")]
+mod halve_avx2;
+
 /// The grey the model was trained to see as "nothing", 114/255.
 pub const PAD_VALUE: f32 = 114.0 / 255.0;
 
@@ -121,6 +124,8 @@ impl Letterbox {
                 Some(_) => vec![0; 3 * self.frame_width as usize],
                 None => Vec::new(),
             },
+            #[cfg(target_arch = "x86_64")]
+            simd_halving: true,
         }
     }
 }
@@ -159,6 +164,10 @@ pub struct Resampler {
     blended_row: Vec<f32>,
     /// One source row of summed pixels, planar, for the whole-pixel path.
     summed_row: Vec<u16>,
+    /// Whether 2:1 downscales may take the AVX2 kernel where the CPU has
+    /// it; the tests turn it off to compare it with the portable path.
+    #[cfg(target_arch = "x86_64")]
+    simd_halving: bool,
 }
 
 /// An axis on which output sample `i` is source sample `first + step·i`
@@ -247,6 +256,10 @@ impl Resampler {
             content_height: plan.resized_height as usize,
         };
         match self.whole_pixels {
+            #[cfg(target_arch = "x86_64")]
+            Some((columns, rows)) if self.simd_halving && halve_avx2::applies(columns, rows) => {
+                halve_avx2::halve(&content, columns, rows, planes)
+            }
             Some((columns, rows)) => {
                 sum_whole_pixels(&content, columns, rows, &mut self.summed_row, planes)
             }
@@ -541,6 +554,68 @@ mod tests {
         }
         let plan = Letterbox::plan(1024, 768, DYNAMIC).unwrap();
         assert!(plan.resampler().whole_pixels.is_none(), "{plan:?}");
+    }
+
+    /// The AVX2 2:1 kernel against the portable whole-pixel path on camera
+    /// frames, with widths that leave a tail of less than one block.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn halving_kernel_matches_the_portable_path() {
+        assert!(
+            std::arch::is_x86_feature_detected!("avx2"),
+            "this x86_64 machine lacks AVX2, so the kernel cannot be tested here"
+        );
+        let square = InputShape::Fixed {
+            width: 640,
+            height: 640,
+        };
+        for (width, height, shape) in [
+            (1280, 720, square),
+            (1280, 720, DYNAMIC),
+            (
+                1920,
+                1080,
+                InputShape::Fixed {
+                    width: 960,
+                    height: 544,
+                },
+            ),
+            (
+                1270,
+                714,
+                InputShape::Fixed {
+                    width: 635,
+                    height: 640,
+                },
+            ),
+            (
+                30,
+                18,
+                InputShape::Fixed {
+                    width: 15,
+                    height: 16,
+                },
+            ),
+        ] {
+            let plan = Letterbox::plan(width, height, shape).unwrap();
+            let mut kernel = plan.resampler();
+            let (columns, rows) = kernel.whole_pixels.unwrap_or_else(|| panic!("{plan:?}"));
+            assert!(halve_avx2::applies(columns, rows), "{plan:?}");
+            let mut portable = plan.resampler();
+            portable.simd_halving = false;
+            let rgb: Vec<u8> = (0..3 * width * height)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect();
+            let mut expected = vec![f32::NAN; plan.tensor_len()];
+            portable.fill(&rgb, &mut expected);
+            let mut got = vec![f32::NAN; plan.tensor_len()];
+            kernel.fill(&rgb, &mut got);
+            let first_difference = expected
+                .iter()
+                .zip(&got)
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(first_difference, None, "{plan:?}");
+        }
     }
 
     const DYNAMIC: InputShape = InputShape::Dynamic {
