@@ -280,8 +280,13 @@ impl OtaDir {
 
     /// Takes the lock if nobody holds it.
     pub fn try_lock(&self) -> Result<Option<InstallLock>, OtaError> {
-        std::fs::create_dir_all(self.root.join("slots"))
+        let slots = self.root.join("slots");
+        std::fs::create_dir_all(&slots)
             .map_err(io_error(format!("creating {}", self.root.display())))?;
+        // The daemon's user reads the slots that root writes here.
+        for folder in [&self.root, &slots] {
+            set_mode(folder, 0o755)?;
+        }
         let path = self.root.join("lock");
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -578,6 +583,7 @@ impl OtaDir {
         let bytes = serde_json::to_vec_pretty(manifest).expect("slot manifest serializes");
         write_atomically(&staging.join(SLOT_MANIFEST), &bytes)
             .map_err(io_error(format!("writing {}", staging.display())))?;
+        open_to_readers(&staging, &staging, manifest)?;
         sync_tree(&staging)?;
         self.discard(lock, slot)?;
         std::fs::rename(&staging, self.slot_dir(slot))
@@ -716,6 +722,38 @@ pub(crate) fn list_plain_files(
         }
     }
     Ok(())
+}
+
+/// Gives a sealed slot the modes its readers need: folders 0755, files 0644,
+/// or 0755 where the manifest says executable. Set here rather than at
+/// creation because creation modes pass through the umask, and the units
+/// that write slots run under `UMask=0077`: a slot made there would be
+/// root's alone, and the daemon's user could not load its model.
+fn open_to_readers(root: &Path, folder: &Path, manifest: &SlotManifest) -> Result<(), OtaError> {
+    set_mode(folder, 0o755)?;
+    let entries =
+        std::fs::read_dir(folder).map_err(io_error(format!("listing {}", folder.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error(format!("listing {}", folder.display())))?;
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            open_to_readers(root, &path, manifest)?;
+            continue;
+        }
+        let executable = path
+            .strip_prefix(root)
+            .ok()
+            .and_then(|relative| relative.to_str())
+            .and_then(|relative| manifest.files.get(relative))
+            .is_some_and(|record| record.executable);
+        set_mode(&path, if executable { 0o755 } else { 0o644 })?;
+    }
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), OtaError> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io_error(format!("setting the mode of {}", path.display())))
 }
 
 fn sync_tree(folder: &Path) -> Result<(), OtaError> {
