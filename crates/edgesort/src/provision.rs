@@ -9,8 +9,9 @@ use clap::Args;
 use edgesort_engine::{BuildTarget, EngineBuilder};
 use edgesort_infer_tensorrt::TensorRtBuilder;
 use edgesort_provision::{
-    BoxFacts, DataPaths, Inputs, Provisioner, StatusFile, Step, SystemFiles, engine_inputs, mib,
-    model_input, probe, read_active, read_status, steps_ahead, tract_reference, workspace_for,
+    BoxFacts, CpuBackend, DataPaths, Inputs, Provisioner, StatusFile, Step, SystemFiles,
+    engine_inputs, mib, model_input, probe, read_active, read_cpu_backend, read_status,
+    steps_ahead, tract_reference, workspace_for,
 };
 use edgesort_types::config::{Config, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -113,19 +114,33 @@ pub fn run_provision_command(args: ProvisionArgs) -> anyhow::Result<()> {
             facts.l4t.as_deref(),
             workspace,
         )?;
+        let key = inputs.spec.key();
+        let paths = DataPaths::new(&config.engine.data_dir);
+        let settled = read_cpu_backend(&paths).filter(|stamp| stamp.key == key);
         print_request(&config, &inputs, None);
         println!("Plan:");
-        println!("  1. stop: {reason}.");
-        println!(
-            "     Nothing is calibrated, built or activated; the line runs on the CPU backend (tract)."
-        );
+        match &settled {
+            Some(stamp) => println!(
+                "  1. nothing to do: settled on the CPU backend (tract) at {} for key {key} ({}).",
+                stamp.settled_at, stamp.reason
+            ),
+            None => {
+                println!("  1. stop: {reason}.");
+                println!(
+                    "     Nothing is calibrated, built or activated; the line runs on the CPU backend (tract)."
+                );
+                println!("  2. stamp key {key} as settled on the CPU backend.");
+            }
+        }
         if args.dry_run {
             return Ok(());
         }
-        let paths = DataPaths::new(&config.engine.data_dir);
-        std::fs::create_dir_all(&paths.provision)
-            .with_context(|| format!("creating {}", paths.provision.display()))?;
-        StatusFile::open(&paths.status()).set("blocked", &reason, None)?;
+        if settled.is_none() {
+            std::fs::create_dir_all(&paths.provision)
+                .with_context(|| format!("creating {}", paths.provision.display()))?;
+            StatusFile::open(&paths.status()).set("blocked", &reason, Some(&key.to_string()))?;
+            CpuBackend::settle(&paths, key, &reason)?;
+        }
         return Err(NotProvisioned::CannotBuild(reason).into());
     }
 

@@ -329,8 +329,10 @@ fn an_interrupted_calibration_leaves_no_output() {
 }
 
 /// Without a GPU or TensorRT (this machine, CI), provisioning explains what
-/// it found and why it stops; the dry run succeeds, the real run exits 4 and
-/// leaves the reason in the status file.
+/// it found and why it stops; the dry run succeeds, the real run exits 4,
+/// leaves the reason in the status file and stamps the CPU backend; the next
+/// run ends at that stamp, and a removed stamp or another model provisions
+/// again.
 #[test]
 fn provision_explains_why_no_engine_can_be_built_here() {
     let dir = tempfile::tempdir().unwrap();
@@ -404,6 +406,48 @@ fn provision_explains_why_no_engine_can_be_built_here() {
         status.contains("no GPU") || status.contains("TensorRT is absent"),
         "{status}"
     );
+
+    // The next boot ends at the stamp: nothing is written again.
+    let stamp = data.join("provision/cpu-backend.json");
+    let stamped = std::fs::read(&stamp).expect("the first run stamps the data partition");
+    let status_file = std::fs::read(data.join("provision/status.json")).unwrap();
+    let again = run(args(&[]));
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(again.status.code(), Some(4), "{stdout}");
+    assert!(
+        stdout.contains("1. nothing to do: settled on the CPU backend (tract) at "),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(&stamp).unwrap(), stamped);
+    assert_eq!(
+        std::fs::read(data.join("provision/status.json")).unwrap(),
+        status_file
+    );
+
+    // Without the stamp, or with another model, it provisions again.
+    std::fs::remove_file(&stamp).unwrap();
+    let unstamped = run(args(&[]));
+    let stdout = String::from_utf8_lossy(&unstamped.stdout);
+    assert!(stdout.contains("Plan:\n  1. stop: "), "{stdout}");
+    assert_eq!(std::fs::read(&stamp).unwrap().len(), stamped.len());
+    let mut model = std::fs::read(repo().join("models/sorter_yolov8n_dynamic.onnx")).unwrap();
+    // ModelProto's doc_string (field 6) appended: the same network in other
+    // bytes, as a re-exported model would be.
+    model.extend([0x32, 10]);
+    model.extend(b"retrained!");
+    std::fs::write(dir.path().join("retrained.onnx"), model).unwrap();
+    write_config(dir.path(), |text| {
+        text.replace(
+            &format!("{}/models/sorter_yolov8n_dynamic.onnx", repo().display()),
+            &dir.path().join("retrained.onnx").display().to_string(),
+        )
+    });
+    let retrained = run(args(&[]));
+    let stdout = String::from_utf8_lossy(&retrained.stdout);
+    assert_eq!(retrained.status.code(), Some(4), "{stdout}");
+    assert!(stdout.contains("Plan:\n  1. stop: "), "{stdout}");
+    assert!(stdout.contains("retrained.onnx"), "{stdout}");
+    assert_ne!(std::fs::read(&stamp).unwrap(), stamped);
 }
 
 /// Issue 7's bad-input acceptance through the technician's command: a pin

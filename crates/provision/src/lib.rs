@@ -11,6 +11,9 @@
 //!    effect is one atomic write, so a power cut anywhere resumes at the
 //!    right step on the next boot; [`steps_ahead`] is the dry run.
 //!
+//! A box without a GPU or TensorRT is stamped too ([`CpuBackend`]): it runs
+//! on the CPU backend, and provisions again only when its key changes.
+//!
 //! The provisioned stamp ([`ActiveEngine`]) and the technician's status file
 //! live on the data partition, so an A/B update re-provisions only when the
 //! key changed (a new model, a TensorRT upgrade, another module).
@@ -32,7 +35,8 @@ pub use probe::{
     parse_device_tree_model, parse_l4t_release, parse_meminfo, probe, probe_gpu, workspace_for,
 };
 pub use run::{
-    ActiveEngine, DataPaths, Inputs, Provisioner, ReferenceSource, engine_inputs, model_input,
-    prepare_engine, read_active, tract_reference, validation_thresholds,
+    ActiveEngine, CpuBackend, DataPaths, Inputs, Provisioner, ReferenceSource, engine_inputs,
+    model_input, prepare_engine, read_active, read_cpu_backend, tract_reference,
+    validation_thresholds,
 };
 pub use status::{Status, StatusFile, StatusObserver, read_status};

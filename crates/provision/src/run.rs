@@ -49,6 +49,12 @@ impl DataPaths {
         self.provision.join("status.json")
     }
 
+    /// The stamp of a box that cannot build an engine: which key it
+    /// settled on the CPU backend.
+    pub fn cpu_backend(&self) -> PathBuf {
+        self.provision.join("cpu-backend.json")
+    }
+
     fn build_failed(&self) -> PathBuf {
         self.provision.join("build-failed.json")
     }
@@ -71,6 +77,40 @@ pub struct ActiveEngine {
 /// Reads the provisioned stamp; `None` when absent or unreadable.
 pub fn read_active(paths: &DataPaths) -> Option<ActiveEngine> {
     serde_json::from_slice(&std::fs::read(paths.active()).ok()?).ok()
+}
+
+/// The stamp of a box without a GPU or TensorRT. Its key covers the model
+/// and what the probe found missing, so a new model, an installed TensorRT
+/// or a GPU that appears provisions again; otherwise every boot after the
+/// first ends at this stamp.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CpuBackend {
+    /// The key the box was settled for.
+    pub key: EngineKey,
+    /// Why no engine can be built.
+    pub reason: String,
+    /// When it was settled, RFC 3339.
+    pub settled_at: String,
+}
+
+impl CpuBackend {
+    /// Settles `key` on the CPU backend, stamping it atomically.
+    pub fn settle(paths: &DataPaths, key: EngineKey, reason: &str) -> Result<Self, ProvisionError> {
+        let stamp = CpuBackend {
+            key,
+            reason: reason.to_owned(),
+            settled_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        };
+        let path = paths.cpu_backend();
+        let text = serde_json::to_vec_pretty(&stamp).expect("the stamp serializes");
+        write_atomically(&path, &text).map_err(|source| ProvisionError::Write { path, source })?;
+        Ok(stamp)
+    }
+}
+
+/// Reads the CPU-backend stamp; `None` when absent or unreadable.
+pub fn read_cpu_backend(paths: &DataPaths) -> Option<CpuBackend> {
+    serde_json::from_slice(&std::fs::read(paths.cpu_backend()).ok()?).ok()
 }
 
 #[derive(Serialize, Deserialize)]
