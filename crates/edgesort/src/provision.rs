@@ -88,12 +88,7 @@ pub fn run_provision_command(args: ProvisionArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "not a Jetson".to_owned());
     let model = model_input(&config)?;
 
-    let cannot_build = match (&facts.gpu, &facts.tensorrt) {
-        (Err(gpu), _) => Some(format!("no GPU ({gpu})")),
-        (_, Err(tensorrt)) => Some(format!("TensorRT is absent ({tensorrt})")),
-        _ => None,
-    };
-    if let Some(reason) = cannot_build {
+    if let Some(reason) = facts.cannot_build() {
         let target = BuildTarget {
             tensorrt: "absent".into(),
             gpu: facts

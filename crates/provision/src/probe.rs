@@ -73,6 +73,22 @@ pub struct BoxFacts {
     pub dla_cores: u32,
 }
 
+impl BoxFacts {
+    /// Why this box cannot build an engine with this binary, if it cannot:
+    /// no GPU, no TensorRT, or a binary built without TensorRT's headers.
+    /// The line then runs on the CPU backend.
+    pub fn cannot_build(&self) -> Option<String> {
+        match (&self.gpu, &self.tensorrt, &self.tensorrt_headers) {
+            (Err(gpu), _, _) => Some(format!("no GPU ({gpu})")),
+            (_, Err(tensorrt), _) => Some(format!("TensorRT is absent ({tensorrt})")),
+            (_, _, None) => {
+                Some("this build has no TensorRT shim (built without TensorRT headers)".to_owned())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Probes the box: files, the CUDA driver, TensorRT. Never fails; each part
 /// that is missing says why.
 pub fn probe(files: &SystemFiles) -> BoxFacts {
@@ -188,6 +204,43 @@ pub fn mib(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_box_builds_only_with_gpu_tensorrt_and_the_shim() {
+        let mut facts = BoxFacts {
+            board: Some("NVIDIA Jetson Orin Nano Developer Kit".into()),
+            l4t: Some("R36.4.0".into()),
+            gpu: Ok(GpuInfo {
+                name: "Orin".into(),
+                compute_capability: "8.7".into(),
+                memory_bytes: 8 << 30,
+                driver: "12.6".into(),
+            }),
+            tensorrt: Ok(TensorRtInfo {
+                version: "10.3.0".into(),
+                library: "/usr/lib/aarch64-linux-gnu/libnvinfer.so.10".into(),
+            }),
+            tensorrt_headers: Some("10.3.0".into()),
+            memory: None,
+            dla_cores: 0,
+        };
+        assert_eq!(facts.cannot_build(), None);
+        facts.tensorrt_headers = None;
+        assert_eq!(
+            facts.cannot_build().as_deref(),
+            Some("this build has no TensorRT shim (built without TensorRT headers)")
+        );
+        facts.tensorrt = Err("libnvinfer.so.10 not found".into());
+        assert_eq!(
+            facts.cannot_build().as_deref(),
+            Some("TensorRT is absent (libnvinfer.so.10 not found)")
+        );
+        facts.gpu = Err("no CUDA driver".into());
+        assert_eq!(
+            facts.cannot_build().as_deref(),
+            Some("no GPU (no CUDA driver)")
+        );
+    }
 
     #[test]
     fn reads_the_jetson_files() {
