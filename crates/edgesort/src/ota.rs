@@ -435,9 +435,9 @@ struct BoxEngines {
 impl EnginePreparer for BoxEngines {
     fn prepare(&mut self, slot: &Path, _manifest: &SlotManifest) -> Result<String, String> {
         let facts = probe(&SystemFiles::default());
-        let (gpu, tensorrt) = match (&facts.gpu, &facts.tensorrt) {
-            (Ok(gpu), Ok(tensorrt)) => (gpu, tensorrt),
-            (Err(why), _) | (_, Err(why)) => {
+        let (gpu, tensorrt) = match facts.build_target() {
+            Ok(target) => target,
+            Err(why) => {
                 return Ok(format!(
                     "nothing to build: {why}; the line runs the new model on the CPU backend"
                 ));

@@ -88,58 +88,64 @@ pub fn run_provision_command(args: ProvisionArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "not a Jetson".to_owned());
     let model = model_input(&config)?;
 
-    if let Some(reason) = facts.cannot_build() {
-        let target = BuildTarget {
-            tensorrt: "absent".into(),
-            gpu: facts
-                .gpu
-                .as_ref()
-                .map_or("absent".into(), |gpu| gpu.name.clone()),
-            compute_capability: facts
-                .gpu
-                .as_ref()
-                .map_or("-".into(), |gpu| gpu.compute_capability.clone()),
-            dla_cores: facts.dla_cores,
-        };
-        let inputs = engine_inputs(
-            &config,
-            model,
-            &target,
-            &board,
-            facts.l4t.as_deref(),
-            workspace,
-        )?;
-        let key = inputs.spec.key();
-        let paths = DataPaths::new(&config.engine.data_dir);
-        let settled = read_cpu_backend(&paths).filter(|stamp| stamp.key == key);
-        print_request(&config, &inputs, None);
-        println!("Plan:");
-        match &settled {
-            Some(stamp) => println!(
-                "  1. nothing to do: settled on the CPU backend (tract) at {} for key {key} ({}).",
-                stamp.settled_at, stamp.reason
-            ),
-            None => {
-                println!("  1. stop: {reason}.");
-                println!(
-                    "     Nothing is calibrated, built or activated; the line runs on the CPU backend (tract)."
-                );
-                println!("  2. stamp key {key} as settled on the CPU backend.");
+    let gpu = match facts.build_target() {
+        Ok((gpu, _)) => gpu,
+        Err(reason) => {
+            let target = BuildTarget {
+                tensorrt: "absent".into(),
+                gpu: facts
+                    .gpu
+                    .as_ref()
+                    .map_or("absent".into(), |gpu| gpu.name.clone()),
+                compute_capability: facts
+                    .gpu
+                    .as_ref()
+                    .map_or("-".into(), |gpu| gpu.compute_capability.clone()),
+                dla_cores: facts.dla_cores,
+            };
+            let inputs = engine_inputs(
+                &config,
+                model,
+                &target,
+                &board,
+                facts.l4t.as_deref(),
+                workspace,
+            )?;
+            let key = inputs.spec.key();
+            let paths = DataPaths::new(&config.engine.data_dir);
+            let settled = read_cpu_backend(&paths).filter(|stamp| stamp.key == key);
+            print_request(&config, &inputs, None);
+            println!("Plan:");
+            match &settled {
+                Some(stamp) => println!(
+                    "  1. nothing to do: settled on the CPU backend (tract) at {} for key {key} ({}).",
+                    stamp.settled_at, stamp.reason
+                ),
+                None => {
+                    println!("  1. stop: {reason}.");
+                    println!(
+                        "     Nothing is calibrated, built or activated; the line runs on the CPU backend (tract)."
+                    );
+                    println!("  2. stamp key {key} as settled on the CPU backend.");
+                }
             }
+            if args.dry_run {
+                return Ok(());
+            }
+            if settled.is_none() {
+                std::fs::create_dir_all(&paths.provision)
+                    .with_context(|| format!("creating {}", paths.provision.display()))?;
+                StatusFile::open(&paths.status()).set(
+                    "blocked",
+                    &reason,
+                    Some(&key.to_string()),
+                )?;
+                CpuBackend::settle(&paths, key, &reason)?;
+            }
+            return Err(NotProvisioned::CannotBuild(reason).into());
         }
-        if args.dry_run {
-            return Ok(());
-        }
-        if settled.is_none() {
-            std::fs::create_dir_all(&paths.provision)
-                .with_context(|| format!("creating {}", paths.provision.display()))?;
-            StatusFile::open(&paths.status()).set("blocked", &reason, Some(&key.to_string()))?;
-            CpuBackend::settle(&paths, key, &reason)?;
-        }
-        return Err(NotProvisioned::CannotBuild(reason).into());
-    }
+    };
 
-    let gpu = facts.gpu.as_ref().expect("checked above");
     let log = Arc::new(|severity, message: &str| {
         tracing::info!(target: "tensorrt", ?severity, "{message}");
     });

@@ -74,17 +74,17 @@ pub struct BoxFacts {
 }
 
 impl BoxFacts {
-    /// Why this box cannot build an engine with this binary, if it cannot:
-    /// no GPU, no TensorRT, or a binary built without TensorRT's headers.
-    /// The line then runs on the CPU backend.
-    pub fn cannot_build(&self) -> Option<String> {
+    /// The GPU and TensorRT this binary builds engines with, or why it
+    /// cannot: no GPU, no TensorRT, or a binary built without TensorRT's
+    /// headers. The line then runs on the CPU backend.
+    pub fn build_target(&self) -> Result<(&GpuInfo, &TensorRtInfo), String> {
         match (&self.gpu, &self.tensorrt, &self.tensorrt_headers) {
-            (Err(gpu), _, _) => Some(format!("no GPU ({gpu})")),
-            (_, Err(tensorrt), _) => Some(format!("TensorRT is absent ({tensorrt})")),
+            (Err(gpu), _, _) => Err(format!("no GPU ({gpu})")),
+            (_, Err(tensorrt), _) => Err(format!("TensorRT is absent ({tensorrt})")),
             (_, _, None) => {
-                Some("this build has no TensorRT shim (built without TensorRT headers)".to_owned())
+                Err("this build has no TensorRT shim (built without TensorRT headers)".to_owned())
             }
-            _ => None,
+            (Ok(gpu), Ok(tensorrt), Some(_)) => Ok((gpu, tensorrt)),
         }
     }
 }
@@ -224,22 +224,19 @@ mod tests {
             memory: None,
             dla_cores: 0,
         };
-        assert_eq!(facts.cannot_build(), None);
+        assert!(facts.build_target().is_ok());
         facts.tensorrt_headers = None;
         assert_eq!(
-            facts.cannot_build().as_deref(),
-            Some("this build has no TensorRT shim (built without TensorRT headers)")
+            facts.build_target().unwrap_err(),
+            "this build has no TensorRT shim (built without TensorRT headers)"
         );
         facts.tensorrt = Err("libnvinfer.so.10 not found".into());
         assert_eq!(
-            facts.cannot_build().as_deref(),
-            Some("TensorRT is absent (libnvinfer.so.10 not found)")
+            facts.build_target().unwrap_err(),
+            "TensorRT is absent (libnvinfer.so.10 not found)"
         );
         facts.gpu = Err("no CUDA driver".into());
-        assert_eq!(
-            facts.cannot_build().as_deref(),
-            Some("no GPU (no CUDA driver)")
-        );
+        assert_eq!(facts.build_target().unwrap_err(), "no GPU (no CUDA driver)");
     }
 
     #[test]
