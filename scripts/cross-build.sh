@@ -7,6 +7,12 @@
 #   scripts/cross-build.sh          release binaries, then their sha256
 #   scripts/cross-build.sh --test   the test suite too, run under qemu-aarch64-static
 #
+# The binaries are packaged builds (EDGESORT_PACKAGED): the CLI's default
+# configuration is the box's /etc/edgesort/edgesort.toml. The TensorRT shim
+# is compiled in when TENSORRT_INCLUDE_DIR (and CUDA_INCLUDE_DIR) name the
+# JetPack's headers; without them the binaries run the CPU backend only and
+# `edgesort provision` says so.
+#
 # Reproducible: --locked builds exactly the committed Cargo.lock, and paths of
 # this checkout and of cargo's registry are remapped, so two checkouts in
 # different folders give the same bytes. Installs what it needs (apt, rustup)
@@ -47,7 +53,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="--remap-path-prefix=$PW
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-cargo build --locked --release --target "$TARGET" --workspace --bins
+EDGESORT_PACKAGED=1 cargo build --locked --release --target "$TARGET" --workspace --bins
 echo ">> $TARGET release binaries:"
 (cd "target/$TARGET/release" && sha256sum edgesort edgesortd && file edgesort edgesortd)
 

@@ -9,7 +9,10 @@ use edgesort_types::config::Config;
 use crate::{BUNDLED_CLIP, BUNDLED_CONFIG};
 
 /// The full-size recording, beside the checkout on development machines.
-const SHARED_WIDE_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/clip_a");
+const SHARED_WIDE_CLIP: &str = match option_env!("EDGESORT_PACKAGED") {
+    Some(_) => "/usr/share/edgesort/clip_a",
+    None => concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/clip_a"),
+};
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {

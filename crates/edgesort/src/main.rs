@@ -33,11 +33,21 @@ use crate::provision::{
 };
 use crate::replay::{ReplayArgs, run_replay_command};
 
-/// The example configuration in the source tree, used when none is given.
-const BUNDLED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../board/edgesort.toml");
+/// The configuration used when none is given: the example in the source
+/// tree, or in a packaged build (`EDGESORT_PACKAGED` set by
+/// scripts/cross-build.sh and the Yocto recipe) the box's own. A packaged
+/// build names no folder of the machine that built it, so two checkouts in
+/// different places build the same bytes.
+const BUNDLED_CONFIG: &str = match option_env!("EDGESORT_PACKAGED") {
+    Some(_) => "/etc/edgesort/edgesort.toml",
+    None => concat!(env!("CARGO_MANIFEST_DIR"), "/../../board/edgesort.toml"),
+};
 
-/// The demo clip in the source tree.
-const BUNDLED_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/demo_clip");
+/// The demo clip: in the source tree, or where a box would keep one.
+const BUNDLED_CLIP: &str = match option_env!("EDGESORT_PACKAGED") {
+    Some(_) => "/usr/share/edgesort/demo_clip",
+    None => concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/demo_clip"),
+};
 
 #[derive(Parser)]
 #[command(
