@@ -90,7 +90,7 @@ fn gather_controls(channel: usize) -> [[i8; 16]; 3] {
 /// # Panics
 /// When a source row is shorter than six bytes per output pixel, or the
 /// three planes differ in length.
-pub(super) fn halve_row(
+fn halve_row(
     top: &[u8],
     bottom: &[u8],
     next_pair: Option<usize>,
