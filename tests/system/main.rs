@@ -8,3 +8,4 @@ mod engine_double;
 mod eval;
 mod provision;
 mod replay;
+mod yocto;

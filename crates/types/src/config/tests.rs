@@ -268,3 +268,21 @@ fn camera_mistakes_name_the_field() {
     assert!(error_for(|config| config.camera.formats.clear()).contains("camera.formats"));
     assert!(error_for(|config| config.camera.stall_ms = 10).contains("camera.stall_ms"));
 }
+
+/// The configuration the .deb installs as /etc/edgesort/edgesort.toml: it
+/// must load as the box loads it, and read its model and stills through the
+/// update slot, or every update fails its health check.
+#[test]
+fn box_config_loads_and_reads_the_model_through_the_update_slot() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board/edgesort-box.toml");
+    let config = Config::load(&path).unwrap();
+    let slot = config.ota.dir.join("current");
+    assert_eq!(slot, Path::new("/var/lib/edgesort/ota/current"));
+    assert!(config.model.path.starts_with(slot.join("model")));
+    let stills = slot.join("calibration");
+    assert!(config.engine.calibration_images.starts_with(&stills));
+    assert!(config.engine.validation_images.starts_with(&stills));
+    let camera = config.camera.device.as_deref();
+    assert_eq!(camera, Some(Path::new("/dev/video0")));
+    assert_eq!(config.camera.replay, None);
+}

@@ -1,0 +1,48 @@
+#!/bin/bash
+# Packages the binaries that scripts/cross-build.sh left in
+# target/aarch64-unknown-linux-gnu/release as edgesort_<version>_arm64.deb in
+# target/debian/, for stock JetPack 6, and checks it with lintian. Nothing
+# is compiled: the package holds exactly the binaries that were tested.
+# Installs what is missing (cargo-deb, lintian, the arm64 libc6 metadata).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+target=aarch64-unknown-linux-gnu
+release=target/$target/release
+out=target/debian
+
+for binary in edgesort edgesortd; do
+    if [ ! -x "$release/$binary" ]; then
+        echo "$release/$binary is missing: run scripts/cross-build.sh first" >&2
+        exit 1
+    fi
+done
+
+command -v cargo-deb >/dev/null || nice -n 19 cargo install cargo-deb --version 3.8.0 --locked
+missing=()
+# cargo-deb strips the binaries with the target's strip, found by its
+# Debian triple.
+command -v aarch64-linux-gnu-strip >/dev/null || missing+=(binutils-aarch64-linux-gnu)
+command -v lintian >/dev/null || missing+=(lintian)
+# Depends comes from dpkg-shlibdeps, which takes the oldest libc6 version
+# per symbol from libc6:arm64's symbols file: libc6 (>= 2.35). The cross
+# toolchain's libc6-arm64-cross has a shlibs file only, whose (>= 2.36)
+# would shut out JetPack 6 (glibc 2.35).
+if ! dpkg-query -W -f '${db:Status-Abbrev}' libc6:arm64 2>/dev/null | grep -q '^ii'; then
+    dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+    apt-get update
+    missing+=(libc6:arm64)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+rm -f "$out"/edgesort_*_arm64.deb
+nice -n 19 cargo deb -p edgesort --no-build --target "$target" --output "$out/"
+deb=$(echo "$out"/edgesort_*_arm64.deb)
+dpkg-deb --field "$deb" Package Version Architecture Depends Installed-Size
+
+# Every tag shown, info included; a warning or an error fails the build.
+# The package's overrides say why each overridden tag does not apply.
+lintian --info --display-info --fail-on error,warning "$deb"
+echo "$deb"
