@@ -27,11 +27,16 @@ command -v lintian >/dev/null || missing+=(lintian)
 # Depends comes from dpkg-shlibdeps, which takes the oldest libc6 version
 # per symbol from libc6:arm64's symbols file: libc6 (>= 2.35). The cross
 # toolchain's libc6-arm64-cross has a shlibs file only, whose (>= 2.36)
-# would shut out JetPack 6 (glibc 2.35).
-if ! dpkg-query -W -f '${db:Status-Abbrev}' libc6:arm64 2>/dev/null | grep -q '^ii'; then
+# would shut out JetPack 6 (glibc 2.35). The same for libstdc++6, which the
+# TensorRT shim links when the binaries were built with TensorRT's headers.
+arm64_libraries=()
+for library in libc6:arm64 libstdc++6:arm64; do
+    dpkg-query -W -f '${db:Status-Abbrev}' "$library" 2>/dev/null | grep -q '^ii' || arm64_libraries+=("$library")
+done
+if [ ${#arm64_libraries[@]} -gt 0 ]; then
     dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
     apt-get update
-    missing+=(libc6:arm64)
+    missing+=("${arm64_libraries[@]}")
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y --no-install-recommends "${missing[@]}"

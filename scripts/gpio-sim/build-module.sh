@@ -61,7 +61,8 @@ KBUILD
 
 make -C "$KDIR" M="$WORK/module" modules -j"$(nproc)" >&2
 strip --strip-debug module/gpio-sim-oot.ko
-# vermagic and dependencies, without kmod on the host
-objcopy -O binary --only-section=.modinfo module/gpio-sim-oot.ko /dev/stdout | tr '\0' '\n' \
-    | grep -E '^(vermagic|depends|name)=' >&2
+# vermagic and dependencies, without kmod on the host. Into a file: objcopy
+# replaces its output by renaming, which would turn /dev/stdout into a file.
+objcopy -O binary --only-section=.modinfo module/gpio-sim-oot.ko module/modinfo
+tr '\0' '\n' < module/modinfo | grep -E '^(vermagic|depends|name)=' >&2
 echo "$WORK/module/gpio-sim-oot.ko"
