@@ -45,8 +45,16 @@ export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 # bindgen (the v4l crate) parses the target's videodev2.h, not the host's.
 export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu --sysroot=$SYSROOT"
-# Tests run under user-mode qemu with the arm64 glibc as their root.
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L $SYSROOT"
+# Tests run under user-mode qemu with the cross glibc as their root. The
+# guest's ld.so must load the libc of its own build: on a host that also has
+# Debian's multiarch libc6:arm64 (the .deb build installs it), the guest reads
+# the host's /etc/ld.so.cache and mixes the two, and every thread creation
+# spins forever. LD_LIBRARY_PATH=/lib (inside the prefix) comes before the
+# cache. Both variables also reach the binaries the tests start through
+# binfmt_misc.
+export QEMU_LD_PREFIX=$SYSROOT
+export QEMU_SET_ENV=LD_LIBRARY_PATH=/lib
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64-static
 # Only the target's flags: build scripts and proc macros stay host builds.
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="--remap-path-prefix=$PWD=/build/edgesort --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 # Dates in the C parts' objects, if any, come from the commit.
@@ -68,6 +76,5 @@ if $run_tests; then
         printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' \
             > "$binfmt/register"
     fi
-    export QEMU_LD_PREFIX=$SYSROOT
     cargo test --locked --target "$TARGET" --workspace "${@:2}"
 fi
