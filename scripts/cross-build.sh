@@ -6,6 +6,7 @@
 #
 #   scripts/cross-build.sh          release binaries, then their sha256
 #   scripts/cross-build.sh --test   the test suite too, run under qemu-aarch64-static
+#                                   (but for the slow ones in qemu-slow-tests.txt)
 #
 # The binaries are packaged builds (EDGESORT_PACKAGED): the CLI's default
 # configuration is the box's /etc/edgesort/edgesort.toml. The TensorRT shim
@@ -76,5 +77,24 @@ if $run_tests; then
         printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' \
             > "$binfmt/register"
     fi
-    cargo test --locked --target "$TARGET" --workspace "${@:2}"
+    # Under qemu's CPU emulation the detector takes about 20 s a frame, so
+    # the tests that run it over a clip or an image set take hours; they are
+    # named, with the reason, in qemu-slow-tests.txt, and run natively in
+    # .ci/run. CROSS_TEST_ALL=1 runs them here too.
+    slow_list=scripts/qemu-slow-tests.txt
+    mapfile -t slow < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$slow_list")
+    listed=$(cargo test --quiet --locked --target "$TARGET" --workspace -- --list --include-ignored \
+        | sed -n 's/: test$//p')
+    for name in "${slow[@]}"; do
+        grep -qxF -- "$name" <<<"$listed" || { echo "$slow_list: no test is named $name" >&2; exit 1; }
+    done
+    skips=()
+    if [ "${CROSS_TEST_ALL:-0}" = 1 ]; then
+        echo ">> running every test, the ${#slow[@]} slow ones of $slow_list too"
+    else
+        echo ">> not run under qemu (see $slow_list; CROSS_TEST_ALL=1 runs them): ${#slow[@]} tests"
+        printf '     %s\n' "${slow[@]}"
+        for name in "${slow[@]}"; do skips+=(--skip "$name"); done
+    fi
+    cargo test --locked --target "$TARGET" --workspace --no-fail-fast "${@:2}" -- --exact "${skips[@]}"
 fi

@@ -51,8 +51,8 @@ fn main() {
 
     // -isystem: TensorRT's own headers trip -Wdeprecated and
     // -Wunused-parameter; -Werror is for our code only.
-    cc::Build::new()
-        .cpp(true)
+    let mut shim = cc::Build::new();
+    shim.cpp(true)
         .std("c++17")
         .file("shim/shim.cpp")
         .include("shim")
@@ -62,14 +62,19 @@ fn main() {
         .flag(&cuda)
         .flag("-Wall")
         .flag("-Wextra")
-        .flag("-Werror")
-        .compile("edgesort_trt_shim");
+        .flag("-Werror");
+    shim.compile("edgesort_trt_shim");
 
     println!("cargo::rustc-cfg=tensorrt_shim");
     println!("cargo::rustc-env=EDGESORT_TRT_HEADERS_MAJOR={major}");
     println!("cargo::rustc-env=EDGESORT_TRT_HEADERS_MINOR={minor}");
     println!("cargo::rustc-env=EDGESORT_TRT_HEADERS_PATCH={patch}");
-    // For tests/fake_library.rs, which compiles a stand-in libnvinfer.
+    // For tests/fake_library.rs, which compiles a stand-in libnvinfer with
+    // the shim's own compiler: in a cross-build that is the target's.
+    println!(
+        "cargo::rustc-env=EDGESORT_SHIM_CXX={}",
+        shim.get_compiler().path().display()
+    );
     println!(
         "cargo::rustc-env=EDGESORT_TRT_INCLUDE_DIR={}",
         tensorrt.display()

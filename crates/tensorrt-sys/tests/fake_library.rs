@@ -16,8 +16,8 @@ use tensorrt_sys::{
 /// Compiles the stand-in as `soname` in `dir`.
 fn compile_fake(dir: &Path, soname: &str, version: u32) -> PathBuf {
     let output = dir.join(soname);
-    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".to_owned());
-    let status = Command::new(&compiler)
+    let compiler = env!("EDGESORT_SHIM_CXX");
+    let status = Command::new(compiler)
         .args([
             "-std=c++17",
             "-shared",
