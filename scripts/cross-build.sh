@@ -68,16 +68,9 @@ echo ">> $TARGET release binaries:"
 
 if $run_tests; then
     # Tests start our own binaries (edgesortd, the CLI, the processes the
-    # fault-injection tests kill): the kernel must hand arm64 ELF files to
-    # qemu too, which binfmt_misc does. F: qemu is opened now, so it works
-    # inside containers and chroots.
-    binfmt=/proc/sys/fs/binfmt_misc
-    [ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt"
-    if [ ! -e "$binfmt/qemu-aarch64" ]; then
-        printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' \
-            > "$binfmt/register"
-    fi
-    # Under qemu's CPU emulation the detector takes about 20 s a frame, so
+    # fault-injection tests kill): the kernel must hand those to qemu too.
+    scripts/register-qemu-aarch64.sh
+    # Under qemu's CPU emulation the detector takes about 10 s a frame, so
     # the tests that run it over a clip or an image set take hours; they are
     # named, with the reason, in qemu-slow-tests.txt, and run natively in
     # .ci/run. CROSS_TEST_ALL=1 runs them here too.

@@ -36,14 +36,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 started=$SECONDS
 
-# F: the kernel opens qemu now, so it runs inside the chroot without a copy
-# of it there.
-binfmt=/proc/sys/fs/binfmt_misc
-[ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt"
-if [ ! -e "$binfmt/qemu-aarch64" ]; then
-    printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' \
-        >"$binfmt/register"
-fi
+# qemu runs the chroot's arm64 programs.
+scripts/register-qemu-aarch64.sh
 
 mkdir -p "$work"
 if [ ! -f "$tarball" ]; then

@@ -55,13 +55,7 @@ for p in mmdebstrap arch-test e2fsprogs jq; do
 done
 [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get "${APT[@]}" install -y -q --no-install-recommends "${need[@]}"
 # mmdebstrap and dpkg's maintainer scripts run arm64 programs in a chroot.
-# F: qemu is opened now, so it works inside containers and chroots.
-binfmt=/proc/sys/fs/binfmt_misc
-[ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt"
-if [ ! -e "$binfmt/qemu-aarch64" ]; then
-    printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' \
-        > "$binfmt/register"
-fi
+scripts/register-qemu-aarch64.sh
 
 # --- initramfs: just enough to mount the root disk ------------------------------------------
 # Debian's arm64 kernel has virtio-blk and ext4 as modules. Three modules and
