@@ -113,6 +113,9 @@ fn run(args: Args) -> Result<()> {
     });
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     tracing::info!("stopping the line");
+    // Connection tasks the server spawned may still hold the router, and so
+    // the line, after a graceful stop; shutting the runtime down drops them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     match Arc::try_unwrap(daemon) {
         Ok(daemon) => {
             let last = daemon.shutdown();
@@ -120,7 +123,6 @@ fn run(args: Args) -> Result<()> {
         }
         Err(_) => tracing::error!("API calls still hold the line; it stops as the process exits"),
     }
-    runtime.shutdown_timeout(Duration::from_secs(1));
     served.context("serving the API")
 }
 
