@@ -6,7 +6,7 @@ use edgesort_types::{Clock, ManualClock, Timestamp};
 use embedded_hal::digital::OutputPin;
 
 use crate::belt::BeltMotion;
-use crate::estop::{EstopLatch, ResetRefused};
+use crate::estop::{EstopLatch, EstopState, ResetDone, ResetRefused};
 use crate::{ActuateError, EjectorSpec, Limits};
 
 /// A pulse to fire for one part, planned by distance: the part's centre was
@@ -46,6 +46,9 @@ pub enum Outcome {
     QueueFull,
     /// Dropped because the ejectors were shut down first.
     Shutdown,
+    /// Dropped or refused because the belt's position is unknown: the
+    /// encoder gives no edges while the camera sees parts moving.
+    NoBeltPosition,
 }
 
 impl Outcome {
@@ -59,6 +62,7 @@ impl Outcome {
             Outcome::DutyLimit => "duty_limit",
             Outcome::QueueFull => "queue_full",
             Outcome::Shutdown => "shutdown",
+            Outcome::NoBeltPosition => "no_belt_position",
         }
     }
 }
@@ -175,6 +179,9 @@ pub struct EjectorBank<P: OutputPin> {
     /// edge waits for the stall timeout to find out.
     held: bool,
     input_ended: bool,
+    /// The belt's position is unknown (a silent encoder): pulses cannot be
+    /// timed, so none is kept or accepted.
+    belt_lost: bool,
 }
 
 impl<P: OutputPin> EjectorBank<P> {
@@ -201,6 +208,7 @@ impl<P: OutputPin> EjectorBank<P> {
             stalled: false,
             held: false,
             input_ended: false,
+            belt_lost: false,
         };
         bank.all_low()?;
         Ok(bank)
@@ -254,6 +262,17 @@ impl<P: OutputPin> EjectorBank<P> {
         self.estop.tripped()
     }
 
+    /// Where the e-stop latch stands.
+    pub fn estop_state(&self) -> EstopState {
+        self.estop.state()
+    }
+
+    /// Whether an unreadable e-stop input tripped the latch (or the input
+    /// cannot be read now).
+    pub fn estop_input_fault(&self) -> bool {
+        self.estop.input_fault()
+    }
+
     /// Queues `request`, or returns its report at once when it is refused:
     /// the e-stop holds, or the part passed the ejector more than half a
     /// pulse ago. A request a little late fires at the next service.
@@ -274,6 +293,8 @@ impl<P: OutputPin> EjectorBank<P> {
             .is_some_and(|due| due.saturating_add(request.duration / 2) < now);
         let refusal = if self.estop.tripped() {
             Some(Outcome::EmergencyStop)
+        } else if self.belt_lost {
+            Some(Outcome::NoBeltPosition)
         } else if late {
             Some(Outcome::Late)
         } else {
@@ -334,12 +355,47 @@ impl<P: OutputPin> EjectorBank<P> {
         Ok(reports)
     }
 
+    /// The e-stop input could not be read at `at`: it counts as pressed,
+    /// with the same effect as a press.
+    pub fn estop_fault(&mut self, at: Timestamp) -> Result<Vec<PulseReport>, ActuateError> {
+        let mut reports = Vec::new();
+        if self.estop.fault(at) {
+            tracing::error!(
+                "e-stop input unreadable: ejector outputs driven low, pending pulses dropped"
+            );
+            self.drop_all(Outcome::EmergencyStop, at, &mut reports)?;
+        }
+        Ok(reports)
+    }
+
     /// Re-arms after an e-stop once its input has been released and has
     /// settled.
-    pub fn reset_estop(&mut self, now: Timestamp) -> Result<(), ResetRefused> {
-        self.estop.reset(now)?;
-        tracing::info!("e-stop reset; ejectors armed again");
-        Ok(())
+    pub fn reset_estop(&mut self, now: Timestamp) -> Result<ResetDone, ResetRefused> {
+        let done = self.estop.reset(now)?;
+        if done == ResetDone::Rearmed {
+            tracing::info!("e-stop reset; ejectors armed again");
+        }
+        Ok(done)
+    }
+
+    /// Whether the belt's position is known. While it is not (an encoder
+    /// that has gone silent while parts move), every pending pulse is
+    /// dropped and new ones are refused, as `no_belt_position`: a pulse timed
+    /// on a guessed position could knock the wrong part.
+    pub fn set_belt_lost(&mut self, lost: bool) -> Vec<PulseReport> {
+        let mut reports = Vec::new();
+        if lost && !self.belt_lost {
+            tracing::error!("belt position lost: pending pulses dropped");
+            reports.extend(self.rises.drain().map(|Reverse(rise)| PulseReport {
+                request: rise.request,
+                outcome: Outcome::NoBeltPosition,
+            }));
+            reports.sort_by_key(|report| report.request.part_id);
+        } else if !lost && self.belt_lost {
+            tracing::info!("belt position known again; pulses accepted");
+        }
+        self.belt_lost = lost;
+        reports
     }
 
     /// When [`EjectorBank::service`] must next be called, as the belt

@@ -58,6 +58,16 @@ impl Odometer {
         self.edges.push_back(at);
     }
 
+    /// Edges recorded since start.
+    pub fn edges_seen(&self) -> u64 {
+        self.first_count + self.edges.len() as u64
+    }
+
+    /// The newest edge.
+    pub fn last_edge(&self) -> Option<Timestamp> {
+        self.edges.back().copied()
+    }
+
     fn last(&self) -> Option<(Timestamp, f64)> {
         let last = *self.edges.back()?;
         let count = self.first_count + self.edges.len() as u64 - 1;
@@ -149,12 +159,58 @@ impl BeltMotion {
         }
     }
 
+    /// Whether an encoder drives it.
+    pub fn has_encoder(&self) -> bool {
+        matches!(self, BeltMotion::Encoder(_))
+    }
+
+    /// Encoder edges recorded since start (0 without an encoder).
+    pub fn edges_seen(&self) -> u64 {
+        match self {
+            BeltMotion::Constant { .. } => 0,
+            BeltMotion::Encoder(odometer) => odometer.edges_seen(),
+        }
+    }
+
+    /// The newest encoder edge.
+    pub fn last_edge(&self) -> Option<Timestamp> {
+        match self {
+            BeltMotion::Constant { .. } => None,
+            BeltMotion::Encoder(odometer) => odometer.last_edge(),
+        }
+    }
+
     /// Speed at `now`, mm/s.
     pub fn speed_mm_s(&self, now: Timestamp) -> f64 {
         match self {
             BeltMotion::Constant { mm_per_s } => *mm_per_s,
             BeltMotion::Encoder(odometer) => odometer.speed_at(now) * 1e9,
         }
+    }
+}
+
+/// The `encoder_silent` rule: the camera saw parts move along the belt at a
+/// moment when the encoder had given no edge for `after` (or none at all
+/// since it was first watched that long before). A belt that has really
+/// stopped shows no moving parts, so its pulses wait instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SilentEncoder {
+    /// How long the encoder may stay quiet while parts move.
+    pub after: std::time::Duration,
+}
+
+impl SilentEncoder {
+    /// Whether the encoder counts as silent: parts moved at `last_motion`,
+    /// at least `after` past its last edge (or past `watched_since` when it
+    /// has given none). An edge after that motion ends the silence.
+    pub fn is_silent(
+        &self,
+        watched_since: Timestamp,
+        last_edge: Option<Timestamp>,
+        last_motion: Option<Timestamp>,
+    ) -> bool {
+        let quiet_since = last_edge.unwrap_or(watched_since);
+        last_motion.is_some_and(|motion| motion.saturating_since(quiet_since) >= self.after)
     }
 }
 
@@ -197,6 +253,26 @@ mod tests {
         assert!((belt.speed_mm_s(at_ms(255.0)) - 100.0).abs() < 1e-6);
         assert!((belt.position_at(at_ms(260.0)) - 50.5).abs() < 1e-9);
         assert_eq!(belt.time_at(60.0, at_ms(800.0)), None, "stopped belt");
+    }
+
+    #[test]
+    fn an_encoder_is_silent_only_when_parts_move_without_its_edges() {
+        let rule = SilentEncoder {
+            after: std::time::Duration::from_millis(500),
+        };
+        let start = at_ms(1000.0);
+        // Nothing seen moving: a stopped belt, not a silent encoder.
+        assert!(!rule.is_silent(start, None, None));
+        assert!(!rule.is_silent(start, Some(at_ms(1100.0)), None));
+        // Parts moving while edges come.
+        assert!(!rule.is_silent(start, Some(at_ms(1900.0)), Some(at_ms(2000.0))));
+        // Parts moving 600 ms after the last edge.
+        assert!(rule.is_silent(start, Some(at_ms(1400.0)), Some(at_ms(2000.0))));
+        // No edge ever: silent once parts move 500 ms after watching began.
+        assert!(!rule.is_silent(start, None, Some(at_ms(1400.0))));
+        assert!(rule.is_silent(start, None, Some(at_ms(1500.0))));
+        // An edge after the motion ends the silence.
+        assert!(!rule.is_silent(start, Some(at_ms(2001.0)), Some(at_ms(2000.0))));
     }
 
     #[test]

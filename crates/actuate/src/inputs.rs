@@ -33,14 +33,46 @@ pub trait EdgeInput: InputPin + Send + 'static {
 }
 
 pub(crate) fn watch_estop<I: EdgeInput>(mut input: I, shared: &Shared, clock: &dyn Clock) {
+    let mut faulty = false;
     while !shared.stop.load(Ordering::SeqCst) {
-        match input.wait_edge(WATCH_POLL) {
-            Ok(Some(edge)) => shared.estop_edge(edge.active, edge.at),
-            Ok(None) => {}
+        let waited = input.wait_edge(WATCH_POLL).map(|edge| {
+            if let Some(edge) = edge {
+                shared.estop_edge(edge.active, edge.at);
+            }
+        });
+        // After a read error no edge need ever come (the level may not
+        // change), so the level is read as soon as the line answers again.
+        let read = match waited {
+            Ok(()) if faulty => input.is_high().map(|active| {
+                tracing::warn!(active, "the e-stop input can be read again");
+                shared.estop_edge(active, clock.now());
+            }),
+            other => other,
+        };
+        faulty = match read {
+            Ok(()) => false,
             Err(error) => {
                 // An e-stop we cannot see is a pressed e-stop.
-                tracing::error!(?error, "cannot read the e-stop input: treated as pressed");
-                shared.estop_edge(true, clock.now());
+                if !faulty {
+                    tracing::error!(?error, "cannot read the e-stop input: treated as pressed");
+                }
+                shared.estop_fault(clock.now());
+                std::thread::sleep(RETRY_AFTER_ERROR);
+                true
+            }
+        };
+    }
+}
+
+/// Watches a reset button: each active edge calls `pressed`. A read error
+/// is logged and retried; it never resets anything.
+pub(crate) fn watch_reset<I: EdgeInput>(mut input: I, shared: &Shared, pressed: impl Fn()) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        match input.wait_edge(WATCH_POLL) {
+            Ok(Some(edge)) if edge.active => pressed(),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(?error, "cannot read the e-stop reset input");
                 std::thread::sleep(RETRY_AFTER_ERROR);
             }
         }

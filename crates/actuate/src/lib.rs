@@ -21,7 +21,8 @@
 //! 2. The first active edge of the e-stop drives every output low and drops
 //!    every pending pulse; new pulses are refused until the input has been
 //!    released for its debounce time and [`EjectorScheduler::reset_estop`]
-//!    re-arms.
+//!    re-arms (from a reset button, the CLI or the API). An e-stop input
+//!    that cannot be read counts as pressed.
 //! 3. When the pipeline has sent no heartbeat within the stall timeout,
 //!    outputs go low and pending pulses are dropped.
 //! 4. No output stays high longer than the maximum pulse, however many
@@ -46,13 +47,13 @@ mod simulated;
 mod wakeup;
 
 pub use bank::{EjectorBank, Outcome, PulseReport, PulseRequest};
-pub use belt::{BeltMotion, Odometer};
+pub use belt::{BeltMotion, Odometer, SilentEncoder};
 pub use error::ActuateError;
-pub use estop::ResetRefused;
+pub use estop::{EstopState, ResetDone, ResetRefused};
 pub use failsafe::{FailSafe, ForceLow, force_all_low, on_termination_signals};
 pub use inputs::{EdgeInput, InputEdge};
 pub use realtime::RealtimeStatus;
-pub use scheduler::{EjectorScheduler, SchedulerOptions};
+pub use scheduler::{BeltStatus, EjectorScheduler, EstopStatus, SchedulerOptions};
 pub use simulated::{Edge, SimulatedInput, SimulatedPin, simulated_bank};
 
 /// One ejector's identity and valve limits.
@@ -115,7 +116,8 @@ pub fn ejector_specs(config: &edgesort_types::config::Config) -> Vec<EjectorSpec
 }
 
 /// The belt motion a configuration describes: its encoder when it has one,
-/// otherwise its nominal speed.
+/// otherwise its nominal speed. With an encoder, pulses fire only once the
+/// encoder is watched ([`EjectorScheduler::watch_encoder`]) and gives edges.
 pub fn belt_motion(config: &edgesort_types::config::Config) -> BeltMotion {
     match &config.gpio.encoder {
         Some(encoder) => BeltMotion::Encoder(Odometer::new(encoder.mm_per_count)),

@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -7,9 +7,9 @@ use std::time::Duration;
 use edgesort_types::{Clock, Timestamp};
 use embedded_hal::digital::OutputPin;
 
-use crate::belt::BeltMotion;
-use crate::estop::ResetRefused;
-use crate::inputs::{EdgeInput, watch_encoder, watch_estop};
+use crate::belt::{BeltMotion, SilentEncoder};
+use crate::estop::{EstopState, ResetDone, ResetRefused};
+use crate::inputs::{EdgeInput, watch_encoder, watch_estop, watch_reset};
 use crate::realtime::{RealtimeStatus, make_realtime, set_fifo};
 use crate::wakeup::{Wakeup, no_timer_slack};
 use crate::{ActuateError, EjectorBank, Outcome, PulseReport, PulseRequest};
@@ -47,15 +47,56 @@ enum Command {
     Heartbeat(Timestamp),
     Hold,
     EndInput,
-    ResetEstop(SyncSender<Result<(), ResetRefused>>),
+    ResetEstop(SyncSender<Result<ResetDone, ResetRefused>>),
     Finish,
 }
 
+/// The e-stop input as its watcher last saw it.
 #[derive(Clone, Copy, Default)]
 struct EstopLevel {
     active: bool,
+    /// The input could not be read at the last look.
+    fault: bool,
     changed_at: Timestamp,
+    /// Presses and read errors seen, so that a press released before the
+    /// ejector thread looked still trips the latch.
     trips: u64,
+    /// When the latest press or read error happened.
+    tripped_at: Timestamp,
+}
+
+/// The e-stop as the status shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EstopStatus {
+    /// Where the latch stands.
+    pub state: EstopState,
+    /// The input could not be read (now, or when it tripped the latch).
+    pub input_fault: bool,
+    /// Presses and read errors since start.
+    pub trips: u64,
+    /// From the latest trip's input edge (the kernel's timestamp for a GPIO
+    /// line) to every output driven low.
+    pub last_response: Option<Duration>,
+}
+
+/// The belt as the status shows it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BeltStatus {
+    /// Speed now, mm/s: measured by the encoder, or the configured one.
+    pub speed_mm_s: f64,
+    /// An encoder drives the belt's position.
+    pub encoder: bool,
+    /// Encoder edges since start.
+    pub encoder_edges: u64,
+    /// The encoder gives no edges while the camera sees parts moving.
+    pub encoder_silent: bool,
+}
+
+/// The encoder's silence watch: set up by [`EjectorScheduler::watch_encoder`].
+#[derive(Clone, Copy)]
+struct EncoderWatch {
+    rule: SilentEncoder,
+    since: Timestamp,
 }
 
 /// What the input watchers and the handle share with the ejector thread.
@@ -63,9 +104,20 @@ pub(crate) struct Shared {
     pub(crate) belt: Mutex<BeltMotion>,
     estop: Mutex<EstopLevel>,
     estop_generation: AtomicU64,
+    /// The latch's state, published by the ejector thread.
+    estop_state: AtomicU8,
+    estop_fault: AtomicBool,
+    /// ns; `u64::MAX` until the first trip.
+    estop_response_ns: AtomicU64,
+    encoder: Mutex<Option<EncoderWatch>>,
+    encoder_silent: AtomicBool,
+    /// When the pipeline last saw parts move along the belt, ns; 0 never.
+    motion_seen_ns: AtomicU64,
     wakeup: Wakeup,
     pub(crate) stop: AtomicBool,
     abort: AtomicBool,
+    /// The ejector thread has returned, its outputs low.
+    ended: AtomicBool,
     fault: Mutex<Option<ActuateError>>,
     /// Which outputs are high, for status displays.
     outputs_high: AtomicU64,
@@ -74,15 +126,33 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The e-stop input changed: the ejector thread acts on it at once.
+    /// The e-stop input changed (or was read after a fault): the ejector
+    /// thread acts on it at once.
     pub(crate) fn estop_edge(&self, active: bool, at: Timestamp) {
         {
             let mut level = lock(&self.estop);
             level.active = active;
+            level.fault = false;
             level.changed_at = at;
             if active {
                 level.trips += 1;
+                level.tripped_at = at;
             }
+        }
+        self.estop_generation.fetch_add(1, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// The e-stop input could not be read at `at`: it counts as pressed.
+    pub(crate) fn estop_fault(&self, at: Timestamp) {
+        {
+            let mut level = lock(&self.estop);
+            if !level.fault {
+                level.trips += 1;
+                level.tripped_at = at;
+            }
+            level.fault = true;
+            level.changed_at = at;
         }
         self.estop_generation.fetch_add(1, Ordering::SeqCst);
         self.wake();
@@ -133,15 +203,23 @@ impl EjectorScheduler {
             belt: Mutex::new(belt),
             estop: Mutex::default(),
             estop_generation: AtomicU64::new(0),
+            estop_state: AtomicU8::new(EstopState::Clear.as_u8()),
+            estop_fault: AtomicBool::new(false),
+            estop_response_ns: AtomicU64::new(u64::MAX),
+            encoder: Mutex::new(None),
+            encoder_silent: AtomicBool::new(false),
+            motion_seen_ns: AtomicU64::new(0),
             wakeup: Wakeup::new().expect("creating the ejector thread's eventfd"),
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             fault: Mutex::new(None),
             outputs_high: AtomicU64::new(0),
             activations: (0..bank.len()).map(|_| AtomicU64::new(0)).collect(),
         });
         let (status_sender, status) = std::sync::mpsc::sync_channel(1);
         let thread_shared = shared.clone();
+        let ended = shared.clone();
         let thread_clock = clock.clone();
         let thread = std::thread::Builder::new()
             .name("ejectors".into())
@@ -158,8 +236,11 @@ impl EjectorScheduler {
                     estop_generation: 0,
                     trips_seen: 0,
                     finishing: false,
+                    belt_lost: false,
                 };
                 worker.run();
+                drop(worker);
+                ended.ended.store(true, Ordering::SeqCst);
             })
             .expect("spawning the ejector thread");
         let realtime = status.recv().unwrap_or(RealtimeStatus {
@@ -209,8 +290,19 @@ impl EjectorScheduler {
         );
     }
 
-    /// Watches a belt encoder: each rising edge is belt travel.
-    pub fn watch_encoder<I: EdgeInput>(&mut self, input: I) {
+    /// Watches a belt encoder: each rising edge is belt travel. When the
+    /// pipeline reports parts moving ([`EjectorScheduler::parts_moving`])
+    /// while the encoder has given no edge for `silent_after`, the belt's
+    /// position counts as lost: pending pulses are dropped and new ones
+    /// refused as `no_belt_position` until an edge comes again. No speed is
+    /// ever guessed.
+    pub fn watch_encoder<I: EdgeInput>(&mut self, input: I, silent_after: Duration) {
+        *lock(&self.shared.encoder) = Some(EncoderWatch {
+            rule: SilentEncoder {
+                after: silent_after,
+            },
+            since: self.clock.now(),
+        });
         let shared = self.shared.clone();
         let priority = self.watcher_priority;
         self.watchers.push(
@@ -224,6 +316,39 @@ impl EjectorScheduler {
         );
     }
 
+    /// Watches a reset input (a momentary button): each press asks for an
+    /// e-stop reset, exactly as [`EjectorScheduler::reset_estop`] does, and
+    /// `on_press` hears what became of it, for the audit log.
+    pub fn watch_reset<I: EdgeInput>(
+        &mut self,
+        input: I,
+        on_press: impl Fn(Result<ResetDone, ResetRefused>) + Send + 'static,
+    ) {
+        let shared = self.shared.clone();
+        let commands = self.commands.clone();
+        let priority = self.watcher_priority;
+        self.watchers.push(
+            std::thread::Builder::new()
+                .name("estop-reset".into())
+                .spawn(move || {
+                    let _ = set_fifo(priority);
+                    watch_reset(input, &shared, || {
+                        on_press(request_reset(&commands, &shared))
+                    })
+                })
+                .expect("spawning the reset input's thread"),
+        );
+    }
+
+    /// The pipeline saw parts move along the belt at `at` (a part left the
+    /// view downstream): evidence for the encoder's silence rule.
+    pub fn parts_moving(&self, at: Timestamp) {
+        self.shared
+            .motion_seen_ns
+            .fetch_max(at.as_nanos(), Ordering::SeqCst);
+        self.shared.wake();
+    }
+
     /// Queues a pulse. A refusal comes back through [`EjectorScheduler::take_reports`];
     /// a fault of the ejector thread comes back here.
     pub fn schedule(&self, request: PulseRequest) -> Result<(), ActuateError> {
@@ -232,13 +357,15 @@ impl EjectorScheduler {
         }
         let sent = self.commands.try_send(Command::Schedule(request));
         self.shared.wake();
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sent {
-            tracing::error!(part = request.part_id, "ejector queue full: pulse refused");
-            lock(&self.refused).push(PulseReport {
-                request,
-                outcome: Outcome::QueueFull,
-            });
-        }
+        let outcome = match sent {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(_)) => {
+                tracing::error!(part = request.part_id, "ejector queue full: pulse refused");
+                Outcome::QueueFull
+            }
+            Err(TrySendError::Disconnected(_)) => Outcome::Shutdown,
+        };
+        lock(&self.refused).push(PulseReport { request, outcome });
         Ok(())
     }
 
@@ -264,9 +391,22 @@ impl EjectorScheduler {
         self.shared.wake();
     }
 
-    /// Whether the e-stop input is active now.
-    pub fn estop_active(&self) -> bool {
-        lock(&self.shared.estop).active
+    /// The e-stop latch, its input and its last response time.
+    pub fn estop(&self) -> EstopStatus {
+        let level = *lock(&self.shared.estop);
+        let response = self.shared.estop_response_ns.load(Ordering::SeqCst);
+        EstopStatus {
+            state: EstopState::from_u8(self.shared.estop_state.load(Ordering::SeqCst)),
+            input_fault: self.shared.estop_fault.load(Ordering::SeqCst),
+            trips: level.trips,
+            last_response: (response != u64::MAX).then(|| Duration::from_nanos(response)),
+        }
+    }
+
+    /// Whether the e-stop latch holds the outputs low (pressed, or released
+    /// and not yet reset).
+    pub fn estop_tripped(&self) -> bool {
+        self.estop().state != EstopState::Clear
     }
 
     /// Times each output has been driven from low to high, at the thread's
@@ -285,18 +425,19 @@ impl EjectorScheduler {
     }
 
     /// Re-arms after an e-stop, once its input is released and settled.
-    pub fn reset_estop(&self) -> Result<(), ResetRefused> {
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        if self.commands.send(Command::ResetEstop(reply)).is_err() {
-            return Err(ResetRefused::StillPressed);
-        }
-        self.shared.wake();
-        answer.recv().unwrap_or(Err(ResetRefused::StillPressed))
+    pub fn reset_estop(&self) -> Result<ResetDone, ResetRefused> {
+        request_reset(&self.commands, &self.shared)
     }
 
-    /// The belt's speed now, mm/s.
-    pub fn belt_speed_mm_s(&self) -> f64 {
-        lock(&self.shared.belt).speed_mm_s(self.clock.now())
+    /// The belt's speed and encoder now.
+    pub fn belt(&self) -> BeltStatus {
+        let belt = lock(&self.shared.belt);
+        BeltStatus {
+            speed_mm_s: belt.speed_mm_s(self.clock.now()),
+            encoder: belt.has_encoder(),
+            encoder_edges: belt.edges_seen(),
+            encoder_silent: self.shared.encoder_silent.load(Ordering::SeqCst),
+        }
     }
 
     /// Reports gathered since the last call.
@@ -304,6 +445,36 @@ impl EjectorScheduler {
         let mut reports = std::mem::take(&mut *lock(&self.refused));
         reports.extend(lock(&self.reports).try_iter());
         reports
+    }
+
+    /// Drives every output low now and stops the ejector thread for good:
+    /// pending pulses, and every one asked for later, are reported
+    /// `shutdown`. For a stop that must not wait for planned pulses.
+    pub fn disarm(&self) {
+        self.shared.abort.store(true, Ordering::SeqCst);
+        self.shared.wake();
+    }
+
+    /// Ends input and lets the pulses already planned fire, then stops the
+    /// ejector thread with every output low; past `within`, it disarms
+    /// instead (outputs low at once). Returns whether the planned pulses
+    /// all fired in time. For a daemon's orderly stop.
+    pub fn wind_down(&self, within: Duration) -> bool {
+        let _ = self.commands.send(Command::Finish);
+        self.shared.wake();
+        let give_up = std::time::Instant::now() + within;
+        while !self.shared.ended.load(Ordering::SeqCst) {
+            if std::time::Instant::now() >= give_up {
+                tracing::warn!("planned pulses still pending at the stop: ejectors disarmed");
+                self.disarm();
+                while !self.shared.ended.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 
     /// Ends input, waits for pending pulses to fire, stops the threads and
@@ -342,6 +513,19 @@ impl Drop for EjectorScheduler {
     }
 }
 
+/// Asks the ejector thread for a reset and waits for its answer.
+fn request_reset(
+    commands: &SyncSender<Command>,
+    shared: &Shared,
+) -> Result<ResetDone, ResetRefused> {
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    if commands.send(Command::ResetEstop(reply)).is_err() {
+        return Err(ResetRefused::EjectorsStopped);
+    }
+    shared.wake();
+    answer.recv().unwrap_or(Err(ResetRefused::EjectorsStopped))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A watcher that panicked holding the lock left consistent data behind:
     // every critical section is a handful of plain stores.
@@ -360,6 +544,7 @@ struct Worker<P: OutputPin> {
     estop_generation: u64,
     trips_seen: u64,
     finishing: bool,
+    belt_lost: bool,
 }
 
 impl<P: OutputPin> Worker<P> {
@@ -376,6 +561,7 @@ impl<P: OutputPin> Worker<P> {
                 return;
             }
             let now = self.clock.now();
+            self.watch_belt();
             let deadline = {
                 let belt = lock(&self.shared.belt);
                 let reports = self.bank.service(now, &belt);
@@ -389,6 +575,23 @@ impl<P: OutputPin> Worker<P> {
                 return;
             }
             self.wait_until(deadline);
+        }
+    }
+
+    /// Applies the encoder's silence rule.
+    fn watch_belt(&mut self) {
+        let Some(watch) = *lock(&self.shared.encoder) else {
+            return;
+        };
+        let last_edge = lock(&self.shared.belt).last_edge();
+        let motion = self.shared.motion_seen_ns.load(Ordering::SeqCst);
+        let motion = (motion != 0).then(|| Timestamp::from_nanos(motion));
+        let silent = watch.rule.is_silent(watch.since, last_edge, motion);
+        if silent != self.belt_lost {
+            self.belt_lost = silent;
+            self.shared.encoder_silent.store(silent, Ordering::SeqCst);
+            let reports = self.bank.set_belt_lost(silent);
+            self.emit(Ok(reports));
         }
     }
 
@@ -439,7 +642,9 @@ impl<P: OutputPin> Worker<P> {
             Command::EndInput => self.bank.end_input(),
             Command::ResetEstop(reply) => {
                 self.apply_estop();
-                let _ = reply.send(self.bank.reset_estop(now));
+                let result = self.bank.reset_estop(now);
+                self.publish_estop();
+                let _ = reply.send(result);
             }
             Command::Finish => {
                 self.bank.end_input();
@@ -457,11 +662,35 @@ impl<P: OutputPin> Worker<P> {
         let level = *lock(&self.shared.estop);
         if level.trips != self.trips_seen {
             self.trips_seen = level.trips;
-            let reports = self.bank.estop_edge(true, level.changed_at);
+            let reports = if level.fault {
+                self.bank.estop_fault(level.tripped_at)
+            } else {
+                self.bank.estop_edge(true, level.tripped_at)
+            };
+            // Every output is low now: the response is measured from the
+            // input's own edge time.
+            let response = self.clock.now().saturating_since(level.tripped_at);
+            self.shared
+                .estop_response_ns
+                .store(response.as_nanos() as u64, Ordering::SeqCst);
             self.emit(reports);
         }
-        let reports = self.bank.estop_edge(level.active, level.changed_at);
+        let reports = if level.fault {
+            self.bank.estop_fault(level.changed_at)
+        } else {
+            self.bank.estop_edge(level.active, level.changed_at)
+        };
         self.emit(reports);
+        self.publish_estop();
+    }
+
+    fn publish_estop(&self) {
+        self.shared
+            .estop_state
+            .store(self.bank.estop_state().as_u8(), Ordering::SeqCst);
+        self.shared
+            .estop_fault
+            .store(self.bank.estop_input_fault(), Ordering::SeqCst);
     }
 
     fn emit(&mut self, reports: Result<Vec<PulseReport>, ActuateError>) {
@@ -601,10 +830,11 @@ mod tests {
         // resets are refused until it has settled for the debounce time.
         loop {
             match ejectors.reset_estop() {
-                Ok(()) => break,
+                Ok(_) => break,
                 Err(ResetRefused::StillPressed | ResetRefused::NotSettled { .. }) => {
                     std::thread::sleep(Duration::from_millis(1));
                 }
+                Err(refused) => panic!("{refused}"),
             }
         }
         assert!(clock.now().saturating_since(released) >= Duration::from_millis(30));
@@ -633,6 +863,194 @@ mod tests {
         assert_eq!(reports.len(), 1);
         assert_eq!(reports[0].outcome, Outcome::EmergencyStop);
         assert!(pin.edges().is_empty(), "{:?}", pin.edges());
+    }
+
+    /// Issue 22: the latch's three states as the status reads them, a reset
+    /// button that re-arms only once the e-stop has settled, and the time
+    /// from the press to every output low.
+    #[test]
+    fn the_latch_is_visible_and_a_reset_button_rearms_it() {
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        let pin = SimulatedPin::new(clock.clone());
+        let mut ejectors = scheduler(std::slice::from_ref(&pin), &clock, Duration::from_secs(5));
+        let estop = SimulatedInput::new(clock.clone());
+        let button = SimulatedInput::new(clock.clone());
+        let (pressed, results) = std::sync::mpsc::channel();
+        ejectors.watch_estop(estop.clone());
+        ejectors.watch_reset(button.clone(), move |result| {
+            let _ = pressed.send(result);
+        });
+        let press_button = || {
+            button.set(true);
+            button.set(false);
+            results
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the reset button was heard")
+        };
+        eventually(|| ejectors.estop().state == EstopState::Clear);
+        assert_eq!(ejectors.estop().last_response, None);
+
+        ejectors.heartbeat();
+        ejectors.schedule(request(1, 0, &clock, 1.0, 150)).unwrap();
+        eventually(|| pin.is_set_high());
+        estop.set(true);
+        eventually(|| ejectors.estop().state == EstopState::Pressed);
+        assert!(!pin.is_set_high());
+        let status = ejectors.estop();
+        assert_eq!(status.trips, 1);
+        assert!(status.last_response.is_some(), "{status:?}");
+        assert_eq!(press_button(), Err(ResetRefused::StillPressed));
+
+        estop.set(false);
+        eventually(|| ejectors.estop().state == EstopState::ReleasedAwaitingReset);
+        // Released is not reset: a pulse is still refused.
+        ejectors.schedule(request(2, 0, &clock, 1.0, 5)).unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!pin.is_set_high());
+        assert_eq!(ejectors.estop().state, EstopState::ReleasedAwaitingReset);
+        // 30 ms debounce: a press now (40 ms after release) is accepted.
+        assert_eq!(press_button(), Ok(ResetDone::Rearmed));
+        assert_eq!(ejectors.estop().state, EstopState::Clear);
+        assert_eq!(press_button(), Ok(ResetDone::WasClear));
+        ejectors.heartbeat();
+        ejectors.schedule(request(3, 0, &clock, 1.0, 5)).unwrap();
+        let mut reports = ejectors.finish().unwrap();
+        reports.sort_by_key(|report| report.request.part_id);
+        let outcomes: Vec<_> = reports.iter().map(|r| r.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["fired", "estop", "fired"]);
+    }
+
+    /// An e-stop input that cannot be read holds the outputs low like a
+    /// press, shows as an input fault, and refuses resets until it reads
+    /// released again.
+    #[test]
+    fn an_unreadable_estop_latches_with_an_input_fault() {
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        let pin = SimulatedPin::new(clock.clone());
+        let mut ejectors = scheduler(std::slice::from_ref(&pin), &clock, Duration::from_secs(5));
+        let broken = Arc::new(AtomicBool::new(false));
+        ejectors.watch_estop(FlakyInput {
+            broken: broken.clone(),
+        });
+        ejectors.heartbeat();
+        ejectors.schedule(request(1, 0, &clock, 1.0, 150)).unwrap();
+        eventually(|| pin.is_set_high());
+        broken.store(true, Ordering::SeqCst);
+        eventually(|| ejectors.estop().input_fault);
+        assert!(!pin.is_set_high());
+        assert_eq!(ejectors.estop().state, EstopState::Pressed);
+        assert_eq!(ejectors.reset_estop(), Err(ResetRefused::InputFault));
+        broken.store(false, Ordering::SeqCst);
+        eventually(|| ejectors.estop().state == EstopState::ReleasedAwaitingReset);
+        assert!(ejectors.estop().input_fault, "shown until the reset");
+        eventually(|| ejectors.reset_estop() == Ok(ResetDone::Rearmed));
+        let status = ejectors.estop();
+        assert_eq!(
+            (status.state, status.input_fault),
+            (EstopState::Clear, false)
+        );
+        drop(ejectors);
+    }
+
+    /// A released e-stop line whose reads fail while `broken` is set.
+    struct FlakyInput {
+        broken: Arc<AtomicBool>,
+    }
+
+    #[derive(Debug)]
+    struct ReadFailed;
+
+    impl embedded_hal::digital::Error for ReadFailed {
+        fn kind(&self) -> embedded_hal::digital::ErrorKind {
+            embedded_hal::digital::ErrorKind::Other
+        }
+    }
+
+    impl embedded_hal::digital::ErrorType for FlakyInput {
+        type Error = ReadFailed;
+    }
+
+    impl embedded_hal::digital::InputPin for FlakyInput {
+        fn is_high(&mut self) -> Result<bool, ReadFailed> {
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(ReadFailed);
+            }
+            Ok(false)
+        }
+
+        fn is_low(&mut self) -> Result<bool, ReadFailed> {
+            self.is_high().map(|high| !high)
+        }
+    }
+
+    impl EdgeInput for FlakyInput {
+        fn wait_edge(&mut self, timeout: Duration) -> Result<Option<crate::InputEdge>, ReadFailed> {
+            std::thread::sleep(timeout.min(Duration::from_millis(5)));
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(ReadFailed);
+            }
+            Ok(None)
+        }
+    }
+
+    /// The `encoder_silent` rule live: edges drive pulses; with parts seen
+    /// moving and no edge for the silence time, pending pulses are dropped
+    /// and new ones refused as `no_belt_position`; edges bring it back.
+    #[test]
+    fn a_silent_encoder_refuses_pulses_until_its_edges_return() {
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        let pin = SimulatedPin::new(clock.clone());
+        let limits = Limits {
+            max_pulse: Duration::from_millis(200),
+            min_gap: Duration::from_millis(1),
+            stall_timeout: Duration::from_secs(5),
+            estop_debounce: Duration::from_millis(30),
+        };
+        let mut ejectors = EjectorScheduler::spawn(
+            crate::simulated_bank(std::slice::from_ref(&pin), limits).unwrap(),
+            BeltMotion::Encoder(crate::Odometer::new(1.0)),
+            clock.clone(),
+            SchedulerOptions::default(),
+        );
+        let encoder = SimulatedInput::new(clock.clone());
+        ejectors.watch_encoder(encoder.clone(), Duration::from_millis(100));
+        let running = Arc::new(AtomicBool::new(true));
+        // 1 mm per edge, an edge every 2 ms: 500 mm/s.
+        let belt = {
+            let (encoder, running) = (encoder.clone(), running.clone());
+            std::thread::spawn(move || {
+                while running.load(Ordering::SeqCst) {
+                    encoder.set(true);
+                    encoder.set(false);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        eventually(|| ejectors.belt().encoder_edges > 10);
+        ejectors.heartbeat();
+        ejectors.schedule(request(1, 0, &clock, 5.0, 5)).unwrap();
+        eventually(|| pin.edges().len() == 2);
+        assert!(!ejectors.belt().encoder_silent);
+
+        // The belt's edges stop while the camera still sees parts move.
+        running.store(false, Ordering::SeqCst);
+        belt.join().unwrap();
+        ejectors.schedule(request(2, 0, &clock, 500.0, 5)).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        ejectors.parts_moving(clock.now());
+        eventually(|| ejectors.belt().encoder_silent);
+        ejectors.heartbeat();
+        ejectors.schedule(request(3, 0, &clock, 1.0, 5)).unwrap();
+        // An edge ends the silence.
+        encoder.set(true);
+        eventually(|| !ejectors.belt().encoder_silent);
+        assert_eq!(pin.edges().len(), 2, "nothing fired while silent");
+        ejectors.end_input();
+        let mut reports = ejectors.take_reports();
+        reports.sort_by_key(|report| report.request.part_id);
+        let outcomes: Vec<_> = reports.iter().map(|r| r.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["fired", "no_belt_position", "no_belt_position"]);
+        drop(ejectors);
     }
 
     #[test]

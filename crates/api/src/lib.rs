@@ -35,7 +35,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use edgesort_daemon::{ConfigRejected, Daemon, PulseRefused};
+use edgesort_daemon::{ConfigRejected, Daemon, EstopResetRefused, PulseRefused, ResetDone};
 use edgesort_ota::{MAX_PACKAGE_BYTES, OtaDir, OtaError, TrustedKeys};
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -83,6 +83,7 @@ pub fn router(daemon: Arc<Daemon>, token: Token, updates: Updates) -> Router {
         .route("/config", get(get_config).put(put_config))
         .route("/snapshot.jpg", get(snapshot))
         .route("/ejectors/{lane}/test", post(test_pulse))
+        .route("/estop/reset", post(reset_estop))
         .route(
             "/ota/packages",
             post(upload_package).layer(DefaultBodyLimit::disable()),
@@ -284,6 +285,33 @@ async fn test_pulse(
         Ok(Ok(outcome)) => axum::Json(json!({"lane": lane, "outcome": outcome})).into_response(),
         Ok(Err(refused @ PulseRefused::NoSuchLane { .. })) => {
             error_response(StatusCode::NOT_FOUND, &refused.to_string())
+        }
+        Ok(Err(refused)) => error_response(StatusCode::CONFLICT, &refused.to_string()),
+        Err(response) => response,
+    }
+}
+
+/// Resets the e-stop latch. A call from the box itself (loopback, as
+/// `edgesort estop reset` makes it) is allowed; one from another machine
+/// only where the box's configuration allows remote resets. Every attempt
+/// is audited.
+async fn reset_estop(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let daemon = api.daemon.clone();
+    let remote = !peer.ip().is_loopback();
+    let actor = format!("api {peer}");
+    match blocking(move || daemon.reset_estop(&actor, remote)).await {
+        Ok(Ok(done)) => {
+            let result = match done {
+                ResetDone::Rearmed => "rearmed",
+                ResetDone::WasClear => "was_clear",
+            };
+            axum::Json(json!({ "result": result })).into_response()
+        }
+        Ok(Err(refused @ EstopResetRefused::RemoteResetOff)) => {
+            error_response(StatusCode::FORBIDDEN, &refused.to_string())
         }
         Ok(Err(refused)) => error_response(StatusCode::CONFLICT, &refused.to_string()),
         Err(response) => response,

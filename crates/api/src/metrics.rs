@@ -1,6 +1,6 @@
 use std::fmt::Write;
 
-use edgesort_daemon::{LineState, Status};
+use edgesort_daemon::{EstopState, LineState, Status};
 
 /// The status in Prometheus' text exposition format (version 0.0.4).
 ///
@@ -219,11 +219,51 @@ pub fn prometheus_text(status: &Status) -> String {
                 .collect(),
         ),
     );
+    let estop = &status.gpio.estop;
     metric(
         "estop_active",
         "gauge",
-        "1 while the e-stop holds the outputs low.",
-        &one(f64::from(u8::from(status.gpio.estop))),
+        "1 while the e-stop latch holds the outputs low (pressed, or released and awaiting reset).",
+        &one(f64::from(u8::from(estop.state != EstopState::Clear))),
+    );
+    metric(
+        "estop_state",
+        "gauge",
+        "1 for the e-stop latch's current state: clear, pressed or released_awaiting_reset.",
+        &labelled(
+            "state",
+            [
+                EstopState::Clear,
+                EstopState::Pressed,
+                EstopState::ReleasedAwaitingReset,
+            ]
+            .iter()
+            .map(|state| {
+                (
+                    state.as_str().to_string(),
+                    f64::from(u8::from(*state == estop.state)),
+                )
+            })
+            .collect(),
+        ),
+    );
+    metric(
+        "estop_trips_total",
+        "counter",
+        "E-stop presses and input read errors since the daemon started.",
+        &one(estop.trips as f64),
+    );
+    metric(
+        "belt_speed_mm_per_second",
+        "gauge",
+        "Belt speed: the encoder's measurement, or the configured speed without one.",
+        &one(status.belt.speed_mm_s),
+    );
+    metric(
+        "encoder_edges_total",
+        "counter",
+        "Belt encoder edges since the daemon started.",
+        &one(status.belt.encoder_edges as f64),
     );
     metric(
         "alarms",

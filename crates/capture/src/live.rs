@@ -135,6 +135,8 @@ fn bump(counter: &AtomicU64, by: u64) {
 
 struct Slot {
     frame: Option<Frame>,
+    /// How long converting `frame` (colour conversion or JPEG decode) took.
+    convert: Duration,
     spare: Vec<Vec<u8>>,
     health: CameraHealth,
     mode: StreamMode,
@@ -204,6 +206,7 @@ impl LiveCamera {
             device,
             slot: Mutex::new(Slot {
                 frame: None,
+                convert: Duration::ZERO,
                 spare: Vec::new(),
                 health: CameraHealth::Streaming,
                 mode: camera.mode(),
@@ -233,13 +236,20 @@ impl LiveCamera {
     /// The newest frame, waiting at most `timeout` for one; `None` if none
     /// arrived (the camera's health says why).
     pub fn next_frame(&self, timeout: Duration) -> Option<Frame> {
+        self.next_frame_timed(timeout).map(|(frame, _)| frame)
+    }
+
+    /// As [`LiveCamera::next_frame`], with the time its conversion to RGB
+    /// (colour conversion, or JPEG decode for MJPG) took.
+    pub fn next_frame_timed(&self, timeout: Duration) -> Option<(Frame, Duration)> {
         let slot = self.shared.slot();
         let (mut slot, _) = self
             .shared
             .arrived
             .wait_timeout_while(slot, timeout, |slot| slot.frame.is_none())
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.frame.take()
+        let convert = slot.convert;
+        slot.frame.take().map(|frame| (frame, convert))
     }
 
     /// Gives a frame's buffer back for the next conversion.
@@ -434,6 +444,7 @@ fn publish(
         MonotonicClock.now()
     });
     let mut rgb = shared.slot().spare.pop().unwrap_or_default();
+    let started = Instant::now();
     let converted = match mode.format {
         CaptureFormat::Raw(format) => raw_to_rgb(
             &FrameLayout {
@@ -463,6 +474,7 @@ fn publish(
         }
         return Err(reason);
     }
+    let convert = started.elapsed();
     let frame = Frame {
         sequence,
         captured_at,
@@ -471,6 +483,7 @@ fn publish(
         rgb,
     };
     let mut slot = shared.slot();
+    slot.convert = convert;
     if let Some(unread) = slot.frame.replace(frame) {
         bump(&shared.counters.pipeline_drops, 1);
         if slot.spare.len() < MAX_SPARE_BUFFERS {

@@ -117,7 +117,7 @@ fn live_stage(shared: Arc<Shared>, device: PathBuf, camera: CameraConfig) -> Sta
         let mut seen = live.counters();
         while !shared.stopping() {
             shared.check_fault(StageName::Capture);
-            let frame = live.next_frame(POLL);
+            let frame = live.next_frame_timed(POLL);
             match live.health() {
                 CameraHealth::Streaming => set_camera_state(&shared, "streaming", None),
                 CameraHealth::Reconnecting(why) => set_camera_state(&shared, "lost", Some(why)),
@@ -129,14 +129,8 @@ fn live_stage(shared: Arc<Shared>, device: PathBuf, camera: CameraConfig) -> Sta
                 board.driver_drops += counters.driver_drops - seen.driver_drops;
             }
             seen = counters;
-            if let Some(frame) = frame {
-                hand_over(
-                    &shared,
-                    CapturedFrame {
-                        frame,
-                        decode: Duration::ZERO,
-                    },
-                );
+            if let Some((frame, decode)) = frame {
+                hand_over(&shared, CapturedFrame { frame, decode });
             }
         }
         Ok(())

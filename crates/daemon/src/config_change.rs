@@ -20,6 +20,14 @@ pub enum ConfigRejected {
     /// It does not parse or validate; the message names the field.
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    /// The configuration file could not be read.
+    #[error("cannot read the configuration {path}: {source}")]
+    Read {
+        /// The configuration file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// It is valid but could not be saved.
     #[error("cannot save the configuration to {path}: {source}")]
     Save {

@@ -4,7 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use edgesort_actuate::{EjectorBank, EjectorScheduler, Limits, PulseRequest, SchedulerOptions};
+use edgesort_actuate::{
+    EjectorBank, EjectorScheduler, EstopState, Limits, PulseRequest, ResetDone, ResetRefused,
+    SchedulerOptions,
+};
 use edgesort_actuate::{belt_motion, ejector_specs};
 use edgesort_pipeline::handoff::{FrameReceiver, latest_frame};
 use edgesort_store::{RetentionPolicy, Store};
@@ -19,8 +22,8 @@ use crate::inference::{Detect, inference_stage};
 use crate::sorting::sorting_stage;
 use crate::stage::{Shared, StageName, lock, supervise};
 use crate::status::{
-    Alarm, Board, CameraStatus, Drops, Fps, Frames, GpioStatus, LineState, OutputStatus, Status,
-    StoreStatus, ago, database_size, disk_free, disk_low, recently,
+    Alarm, BeltView, Board, CameraStatus, Drops, EstopView, Fps, Frames, GpioStatus, LineState,
+    OutputStatus, Status, StoreStatus, ago, database_size, disk_free, disk_low, recently,
 };
 use crate::store_stage::store_stage;
 use crate::{ConfigApplied, ConfigRejected, DaemonError};
@@ -29,8 +32,13 @@ use crate::{ConfigApplied, ConfigRejected, DaemonError};
 /// of the inference stage.
 pub type DetectorFactory = Arc<dyn Fn(&Config) -> Result<Box<dyn Detect>, String> + Send + Sync>;
 
-/// Wires inputs (the e-stop, an encoder) into the ejector thread once it runs.
-pub type WireInputs = Box<dyn FnOnce(&mut EjectorScheduler) + Send>;
+/// Wires inputs (the e-stop, its reset button, an encoder) into the ejector
+/// thread once it runs. A reset button reports each press's result to the
+/// [`ResetLog`], which writes it to the audit log.
+pub type WireInputs = Box<dyn FnOnce(&mut EjectorScheduler, ResetLog) + Send>;
+
+/// Records an e-stop reset attempt: who asked, and what became of it.
+pub type ResetLog = Arc<dyn Fn(&str, &Result<ResetDone, ResetRefused>) + Send + Sync>;
 
 /// Decisions queued for the store at most; a full queue makes the sorting
 /// stage wait rather than lose a row.
@@ -38,6 +46,9 @@ const STORE_QUEUE: usize = 4096;
 
 /// The line counts as running while it has processed a frame this recently.
 const RUNNING_WINDOW: Duration = Duration::from_secs(1);
+
+/// How long a stopping daemon lets pulses already on run out.
+const WIND_DOWN: Duration = Duration::from_secs(1);
 
 /// How long a test pulse's outcome is waited for.
 const TEST_PULSE_WAIT: Duration = Duration::from_secs(1);
@@ -112,9 +123,26 @@ pub enum PulseRefused {
         "the line is running: a test pulse could eject the wrong part (force it to fire anyway)"
     )]
     LineRunning,
-    /// The e-stop holds every output low.
-    #[error("the e-stop is active")]
-    Estop,
+    /// The e-stop latch holds every output low.
+    #[error("the e-stop is latched ({state}): reset it first")]
+    Estop {
+        /// `pressed` or `released_awaiting_reset`.
+        state: &'static str,
+    },
+}
+
+/// Why an e-stop reset asked for through [`Daemon::reset_estop`] was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EstopResetRefused {
+    /// The call came from another machine and the box does not allow that.
+    #[error(
+        "remote e-stop resets are off on this box: reset at the box (reset button or \
+         `edgesort estop reset`), or set gpio.estop.remote_reset = true there"
+    )]
+    RemoteResetOff,
+    /// The latch refused it.
+    #[error(transparent)]
+    Latch(#[from] ResetRefused),
 }
 
 /// The running appliance: a supervised line and its control plane.
@@ -126,7 +154,8 @@ pub struct Daemon {
     store_path: PathBuf,
     /// A connection of its own for the API's reads and audit rows: SQLite's
     /// WAL lets it read while the store stage writes.
-    reader: Mutex<Store>,
+    reader: Arc<Mutex<Store>>,
+    reset_log: ResetLog,
 }
 
 impl Daemon {
@@ -158,7 +187,8 @@ impl Daemon {
         let store_path = config.store.path.clone();
         let (mut store, reset) = Store::open_checked(&store_path)?;
         let run_id = store.begin_run()?;
-        let reader = Store::open(&store_path)?;
+        let reader = Arc::new(Mutex::new(Store::open(&store_path)?));
+        let reset_log = reset_log(reader.clone());
 
         let outputs = ejector_specs(&config).into_iter().zip(pins).collect();
         let bank = EjectorBank::new(outputs, Limits::from_config(&config))?;
@@ -173,7 +203,7 @@ impl Daemon {
             },
         );
         if let Some(wire) = inputs {
-            wire(&mut ejectors);
+            wire(&mut ejectors, reset_log.clone());
         }
 
         let mut board = Board::new(CameraStatus {
@@ -230,7 +260,8 @@ impl Daemon {
             supervisor: Some(supervisor),
             config_path,
             store_path,
-            reader: Mutex::new(reader),
+            reader,
+            reset_log,
         })
     }
 
@@ -240,7 +271,9 @@ impl Daemon {
         let config = self.shared.config();
         let outputs_high = self.shared.ejectors.outputs_high();
         let activations = self.shared.ejectors.activations();
-        let estop = self.shared.ejectors.estop_active();
+        let estop = self.shared.ejectors.estop();
+        let belt = self.shared.ejectors.belt();
+        let estop_latched = estop.state != EstopState::Clear;
         let stages = lock(&self.shared.stages).clone();
         let stage_down = stages.iter().any(|stage| stage.state == "down");
         let mut board = self.shared.board();
@@ -253,7 +286,7 @@ impl Daemon {
             LineState::Stopped
         } else if board.input_ended && board.settled() && !stage_down {
             LineState::Finished
-        } else if stage_down || camera_lost || estop || stalled {
+        } else if stage_down || camera_lost || estop_latched || belt.encoder_silent || stalled {
             LineState::Degraded
         } else if board.frames_processed == 0 {
             LineState::Starting
@@ -280,10 +313,36 @@ impl Daemon {
                 ),
             );
         }
-        if estop {
+        match estop.state {
+            EstopState::Clear => {}
+            EstopState::Pressed => alarm(
+                "estop_latched",
+                "e-stop pressed: every ejector output is held low; release it, then reset".into(),
+            ),
+            EstopState::ReleasedAwaitingReset => alarm(
+                "estop_latched",
+                format!(
+                    "e-stop released, awaiting reset: outputs stay low until a reset ({})",
+                    reset_ways(&config)
+                ),
+            ),
+        }
+        if estop.input_fault {
             alarm(
-                "estop",
-                "e-stop active: every ejector output is held low".into(),
+                "estop_input_fault",
+                "the e-stop input could not be read: it counts as pressed; check its wiring, \
+                 then reset"
+                    .into(),
+            );
+        }
+        if belt.encoder_silent {
+            let silent_ms = config.gpio.encoder.as_ref().map_or(0, |e| e.silent_ms);
+            alarm(
+                "encoder_silent",
+                format!(
+                    "the belt encoder gave no edge for {silent_ms} ms while parts moved: the \
+                     belt position is unknown, pulses are refused (no_belt_position)"
+                ),
             );
         }
         if let Some(fallback) = &self.shared.engine.fallback {
@@ -355,9 +414,29 @@ impl Daemon {
             engine: self.shared.engine.clone(),
             camera: board.camera.clone(),
             gpio: GpioStatus {
-                estop,
+                estop: EstopView {
+                    wired: config.gpio.estop.is_some(),
+                    state: estop.state,
+                    input_fault: estop.input_fault,
+                    trips: estop.trips,
+                    last_response_ms: estop
+                        .last_response
+                        .map(|response| response.as_secs_f64() * 1e3),
+                    reset_input: config.gpio.reset.as_ref().map(|reset| reset.pin),
+                    remote_reset: config
+                        .gpio
+                        .estop
+                        .as_ref()
+                        .is_some_and(|estop| estop.remote_reset),
+                },
                 safe: state != LineState::Running,
                 outputs,
+            },
+            belt: BeltView {
+                speed_mm_s: belt.speed_mm_s,
+                encoder: belt.encoder,
+                encoder_edges: belt.encoder_edges,
+                encoder_silent: belt.encoder_silent,
             },
             counts: board.counts.clone(),
             alarms,
@@ -393,15 +472,35 @@ impl Daemon {
     /// An invalid one changes nothing.
     pub fn put_config(&self, text: &str, actor: &str) -> Result<ConfigApplied, ConfigRejected> {
         let new = Config::from_file_text(text, &self.config_path)?;
-        let running = self.shared.config();
-        let changed = changed_sections(&running, &new);
-        let applied = split(&changed);
         write_atomically(&self.config_path, text.as_bytes()).map_err(|source| {
             ConfigRejected::Save {
                 path: self.config_path.clone(),
                 source,
             }
         })?;
+        Ok(self.apply_config(&new, actor, "config.put"))
+    }
+
+    /// Reads the configuration file again (a technician edited it; SIGHUP,
+    /// `systemctl reload edgesortd`) and applies it as [`Daemon::put_config`]
+    /// does, without writing it. An invalid file changes nothing, and the
+    /// line goes on with what it runs.
+    pub fn reload_config(&self, actor: &str) -> Result<ConfigApplied, ConfigRejected> {
+        let text =
+            std::fs::read_to_string(&self.config_path).map_err(|source| ConfigRejected::Read {
+                path: self.config_path.clone(),
+                source,
+            })?;
+        let new = Config::from_file_text(&text, &self.config_path)?;
+        Ok(self.apply_config(&new, actor, "config.reload"))
+    }
+
+    /// Puts the live sections of `new` in force, notes the rest as waiting
+    /// for a restart, and audits the change as `action`.
+    fn apply_config(&self, new: &Config, actor: &str, action: &str) -> ConfigApplied {
+        let running = self.shared.config();
+        let changed = changed_sections(&running, new);
+        let applied = split(&changed);
         if !applied.live.is_empty() {
             let mut merged = (*running).clone();
             merged.rules = new.rules.clone();
@@ -415,9 +514,9 @@ impl Daemon {
             "live": applied.live,
             "on_restart": applied.on_restart,
         });
-        self.audit(actor, "config.put", &detail.to_string());
+        self.audit(actor, action, &detail.to_string());
         tracing::info!(actor, live = ?applied.live, on_restart = ?applied.on_restart, "configuration changed");
-        Ok(applied)
+        applied
     }
 
     /// Fires lane `lane`'s ejector once by hand. Refused while parts are
@@ -432,8 +531,11 @@ impl Daemon {
                 lanes: lanes.join(", "),
             });
         };
-        if self.shared.ejectors.estop_active() {
-            return Err(PulseRefused::Estop);
+        let estop = self.shared.ejectors.estop().state;
+        if estop != EstopState::Clear {
+            return Err(PulseRefused::Estop {
+                state: estop.as_str(),
+            });
         }
         let running = {
             let board = self.shared.board();
@@ -469,6 +571,39 @@ impl Daemon {
         Ok("pending".into())
     }
 
+    /// Resets the e-stop latch for `actor`, audited whatever the result. A
+    /// `remote` caller (another machine, through the API) is refused unless
+    /// the box allows remote resets (`gpio.estop.remote_reset`).
+    pub fn reset_estop(&self, actor: &str, remote: bool) -> Result<ResetDone, EstopResetRefused> {
+        let allowed = self
+            .shared
+            .config()
+            .gpio
+            .estop
+            .as_ref()
+            .is_some_and(|estop| estop.remote_reset);
+        if remote && !allowed {
+            self.audit(
+                actor,
+                "estop.reset",
+                &serde_json::json!({"result": "refused", "reason": "remote resets are off"})
+                    .to_string(),
+            );
+            tracing::warn!(actor, "remote e-stop reset refused: remote resets are off");
+            return Err(EstopResetRefused::RemoteResetOff);
+        }
+        let result = self.shared.ejectors.reset_estop();
+        (self.reset_log)(actor, &result);
+        Ok(result?)
+    }
+
+    /// Drives every output low now and fires nothing more until the daemon
+    /// restarts (SIGQUIT); the rest of the line stops in order as usual.
+    pub fn disarm(&self) {
+        self.shared.ejectors.disarm();
+        tracing::warn!("ejectors disarmed: outputs low, no pulse fires until restart");
+    }
+
     /// Runs `read` on the daemon's reading connection to the event store.
     pub fn with_store<T>(&self, read: impl FnOnce(&Store) -> T) -> T {
         read(&lock(&self.reader))
@@ -497,6 +632,9 @@ impl Daemon {
         if let Some(supervisor) = self.supervisor.take() {
             let _ = supervisor.join();
             tracing::info!("every stage stopped");
+            // A pulse that fired as the sorting stage settled may still be
+            // on; the outputs end low once it is over.
+            self.shared.ejectors.wind_down(WIND_DOWN);
         }
     }
 
@@ -511,4 +649,44 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The audit log's writer for e-stop resets, shared by the reset button's
+/// thread and [`Daemon::reset_estop`].
+fn reset_log(store: Arc<Mutex<Store>>) -> ResetLog {
+    Arc::new(move |actor, result| {
+        let detail = match result {
+            Ok(ResetDone::Rearmed) => serde_json::json!({"result": "rearmed"}),
+            Ok(ResetDone::WasClear) => serde_json::json!({"result": "was_clear"}),
+            Err(refused) => {
+                serde_json::json!({"result": "refused", "reason": refused.to_string()})
+            }
+        };
+        match result {
+            Ok(ResetDone::Rearmed) => tracing::warn!(actor, "e-stop reset: ejectors armed again"),
+            Ok(ResetDone::WasClear) => tracing::info!(actor, "e-stop reset: it was not latched"),
+            Err(refused) => tracing::warn!(actor, %refused, "e-stop reset refused"),
+        }
+        if let Err(error) = lock(&store).audit(actor, "estop.reset", &detail.to_string()) {
+            tracing::error!(%error, "cannot write the audit log");
+        }
+    })
+}
+
+/// How this box's e-stop can be reset, for the alarm's text.
+fn reset_ways(config: &Config) -> String {
+    let mut ways = Vec::new();
+    if let Some(reset) = &config.gpio.reset {
+        ways.push(format!("the reset button on pin {}", reset.pin));
+    }
+    ways.push("`edgesort estop reset` on the box".to_string());
+    if config
+        .gpio
+        .estop
+        .as_ref()
+        .is_some_and(|estop| estop.remote_reset)
+    {
+        ways.push("the API".to_string());
+    }
+    ways.join(", ")
 }

@@ -4,13 +4,17 @@ use std::time::{Duration, Instant};
 use crate::Percentiles;
 
 /// Stages timed per frame, in the order [`LatencyWindow::record`] takes them.
+/// `convert` is the frame's JPEG decode or colour conversion to RGB;
+/// `capture_to_decision` runs from the frame's capture time (the driver's
+/// timestamp for a camera) to its decisions made, so it holds every queue
+/// wait too, not just the sum of the stages.
 pub(crate) const TIMED_STAGES: [&str; 6] = [
-    "decode",
+    "convert",
     "preprocess",
     "inference",
     "postprocess",
     "track_decide",
-    "total",
+    "capture_to_decision",
 ];
 
 /// Frames the percentiles are taken over: some seconds of a saturated line,
@@ -27,13 +31,12 @@ pub(crate) struct LatencyWindow {
 }
 
 impl LatencyWindow {
-    /// Records one frame's stage times (the last one, the total, is summed here).
-    pub fn record(&mut self, stages: [Duration; 5]) {
+    /// Records one frame's times, in [`TIMED_STAGES`] order.
+    pub fn record(&mut self, stages: [Duration; 6]) {
         let mut row = [0.0f32; 6];
         for (slot, duration) in row.iter_mut().zip(stages) {
             *slot = duration.as_secs_f32() * 1e3;
         }
-        row[5] = row[..5].iter().sum();
         if self.frames.len() == WINDOW {
             self.frames.pop_front();
         }
@@ -62,7 +65,7 @@ impl LatencyWindow {
             .collect()
     }
 
-    /// The newest totals, oldest first.
+    /// The newest capture-to-decision times, oldest first.
     pub fn history(&self) -> Vec<f64> {
         let skip = self.frames.len().saturating_sub(HISTORY);
         self.frames
@@ -118,15 +121,17 @@ mod tests {
         let mut window = LatencyWindow::default();
         for ms in 1..=100u64 {
             let stage = Duration::from_millis(ms);
-            window.record([stage, Duration::ZERO, stage, Duration::ZERO, Duration::ZERO]);
+            let zero = Duration::ZERO;
+            window.record([stage, zero, stage, zero, zero, stage * 3]);
         }
-        let decode = window.percentiles()[0];
-        assert_eq!((decode.p50, decode.p99, decode.max), (50.0, 99.0, 100.0));
-        let total = window.percentiles()[5];
-        assert_eq!(total.max, 200.0);
+        let convert = window.percentiles()[0];
+        assert_eq!((convert.p50, convert.p99, convert.max), (50.0, 99.0, 100.0));
+        let capture_to_decision = window.percentiles()[5];
+        assert_eq!(capture_to_decision.max, 300.0);
         assert_eq!(window.history().len(), 100);
+        assert_eq!(window.history().last(), Some(&300.0));
         for _ in 0..WINDOW {
-            window.record([Duration::from_millis(1); 5]);
+            window.record([Duration::from_millis(1); 6]);
         }
         assert_eq!(
             window.percentiles()[0].max,

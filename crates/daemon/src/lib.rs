@@ -30,6 +30,7 @@ mod engines;
 mod error;
 mod inference;
 mod latency;
+mod recorded;
 mod sorting;
 mod stage;
 mod status;
@@ -37,13 +38,16 @@ mod store_stage;
 
 pub use config_change::{ConfigApplied, ConfigRejected};
 pub use control::{
-    Daemon, DaemonSetup, DetectorFactory, EngineInfo, Overlay, PulseRefused, Snapshot, WireInputs,
+    Daemon, DaemonSetup, DetectorFactory, EngineInfo, EstopResetRefused, Overlay, PulseRefused,
+    ResetLog, Snapshot, WireInputs,
 };
+pub use edgesort_actuate::{EstopState, ResetDone, ResetRefused};
 pub use engines::cpu_detector;
 pub use error::DaemonError;
 pub use inference::Detect;
+pub use recorded::recorded_detector;
 pub use stage::StageName;
 pub use status::{
-    Alarm, CameraStatus, Counts, GpioStatus, LineState, Outage, OutputStatus, Percentiles,
-    StageStatus, Status, StoreStatus,
+    Alarm, BeltView, CameraStatus, Counts, EstopView, GpioStatus, LineState, Outage, OutputStatus,
+    Percentiles, StageStatus, Status, StoreStatus,
 };

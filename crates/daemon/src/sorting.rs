@@ -6,7 +6,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use edgesort_actuate::{Outcome, PulseRequest};
 use edgesort_decide::Decider;
 use edgesort_store::{FireUpdate, PartRecord, StageLatencies, StoreWrite};
-use edgesort_track::{ClosedTrack, Tracker, TrackerParams};
+use edgesort_track::{CloseReason, ClosedTrack, Tracker, TrackerParams};
 use edgesort_types::config::Config;
 
 use crate::control::{Overlay, Snapshot};
@@ -81,6 +81,16 @@ impl Sorter<'_> {
         } = detected;
         let started = Instant::now();
         let closed = self.tracker.update(frame.captured_at, &detections);
+        // A part that left the view downstream moved along the belt: the
+        // encoder's silence rule weighs that against its edges.
+        if let Some(moved) = closed
+            .iter()
+            .filter(|track| track.reason == CloseReason::LeftView)
+            .map(|track| track.last_seen)
+            .max()
+        {
+            self.shared.ejectors.parts_moving(moved);
+        }
         let latencies = |track_decide: Duration| StageLatencies {
             decode_us: decode.as_micros() as u64,
             preprocess_us: times.preprocess.as_micros() as u64,
@@ -98,7 +108,9 @@ impl Sorter<'_> {
         }
 
         let now = Instant::now();
-        let now_ns = self.shared.clock.now().as_nanos();
+        let decided_at = self.shared.clock.now();
+        let capture_to_decision = decided_at.saturating_since(frame.captured_at);
+        let now_ns = decided_at.as_nanos();
         {
             let mut board = self.shared.board();
             // A frame from before a failure proves nothing about the line
@@ -116,6 +128,7 @@ impl Sorter<'_> {
                 times.inference,
                 times.postprocess,
                 track_decide,
+                capture_to_decision,
             ]);
         }
         self.publish_snapshot(frame, &detections);

@@ -2,6 +2,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use edgesort_actuate::EstopState;
 use serde::Serialize;
 
 use crate::control::EngineInfo;
@@ -97,11 +98,43 @@ pub struct OutputStatus {
     pub activations: u64,
 }
 
+/// The e-stop and its latch.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EstopView {
+    /// An e-stop input is configured.
+    pub wired: bool,
+    /// `clear`, `pressed` or `released_awaiting_reset`.
+    pub state: EstopState,
+    /// The input could not be read (now, or when it tripped the latch).
+    pub input_fault: bool,
+    /// Presses and read errors since the daemon started.
+    pub trips: u64,
+    /// From the latest trip's input edge to every output low, ms.
+    pub last_response_ms: Option<f64>,
+    /// The reset button's header pin, if one is wired.
+    pub reset_input: Option<u32>,
+    /// Whether the API may reset the latch from another machine.
+    pub remote_reset: bool,
+}
+
+/// The belt's motion.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BeltView {
+    /// Speed now, mm/s: the encoder's measurement, or the configured speed.
+    pub speed_mm_s: f64,
+    /// An encoder gives the belt's position.
+    pub encoder: bool,
+    /// Encoder edges since the daemon started.
+    pub encoder_edges: u64,
+    /// The encoder gives no edges while parts move: pulses are refused.
+    pub encoder_silent: bool,
+}
+
 /// The GPIO side.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GpioStatus {
-    /// The e-stop input is active.
-    pub estop: bool,
+    /// The e-stop latch.
+    pub estop: EstopView,
     /// Outputs are held in their safe state (low, pulses dropped).
     pub safe: bool,
     /// Each ejector output.
@@ -119,15 +152,16 @@ pub struct Counts {
     pub per_class: BTreeMap<String, u64>,
     /// Pulses fired, per lane.
     pub per_lane: BTreeMap<String, u64>,
-    /// Pulses not fired, per reason (`late`, `stalled`, `estop`, ...).
+    /// Pulses not fired, per reason (`late`, `stalled`, `estop`,
+    /// `no_belt_position`, ...).
     pub not_fired: BTreeMap<String, u64>,
 }
 
 /// Something a technician must look at.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Alarm {
-    /// `camera_lost`, `estop`, `engine_fallback`, `disk_low`, `store_reset`,
-    /// `stage_down` or `stalled`.
+    /// `camera_lost`, `estop_latched`, `estop_input_fault`, `encoder_silent`,
+    /// `engine_fallback`, `disk_low`, `store_reset`, `stage_down` or `stalled`.
     pub kind: String,
     /// One line for a person.
     pub message: String,
@@ -202,6 +236,8 @@ pub struct Status {
     pub camera: CameraStatus,
     /// Outputs and e-stop.
     pub gpio: GpioStatus,
+    /// The belt.
+    pub belt: BeltView,
     /// Sorting totals.
     pub counts: Counts,
     /// What needs attention.

@@ -1,5 +1,5 @@
 //! The technician's commands that talk to a running `edgesortd` through
-//! its local API: `status`, `events` and `config`.
+//! its local API: `status`, `events`, `config` and `estop`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -99,12 +99,30 @@ impl Client {
 
     /// PUTs `body` to `path`; the answer as JSON.
     pub fn put(&self, path: &str, body: &str) -> Result<Value> {
-        let mut response = self
+        let response = self
             .agent
             .put(format!("{}{path}", self.base))
             .header("Authorization", &format!("Bearer {}", self.token))
-            .send(body)
-            .with_context(|| format!("calling edgesortd at {}", self.base))?;
+            .send(body);
+        self.answer(response)
+    }
+
+    /// POSTs an empty body to `path`; the answer as JSON.
+    pub fn post(&self, path: &str) -> Result<Value> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .send_empty();
+        self.answer(response)
+    }
+
+    fn answer(
+        &self,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value> {
+        let mut response =
+            response.with_context(|| format!("calling edgesortd at {}", self.base))?;
         let code = response.status();
         let body = response.body_mut().read_to_string()?;
         check(code.as_u16(), &body)?;
@@ -174,6 +192,48 @@ pub fn run_events_command(args: EventsArgs) -> Result<()> {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+}
+
+#[derive(clap::Subcommand)]
+pub enum EstopCommand {
+    /// Re-arm the ejectors after an e-stop: refused while it is pressed or
+    /// until it has been released for its debounce time. Audited. Run it on
+    /// the box: the daemon refuses resets from other machines unless its
+    /// configuration allows them (gpio.estop.remote_reset).
+    Reset {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Where the e-stop latch stands.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+pub fn run_estop_command(command: EstopCommand) -> Result<()> {
+    match command {
+        EstopCommand::Reset { api } => {
+            let answer = Client::new(&api)?.post("/estop/reset")?;
+            match answer["result"].as_str() {
+                Some("rearmed") => println!("e-stop reset: the ejectors are armed again"),
+                Some("was_clear") => println!("the e-stop was not latched: nothing to reset"),
+                _ => println!("{answer}"),
+            }
+        }
+        EstopCommand::Status { api } => {
+            let status = Client::new(&api)?.get_json("/status")?;
+            let estop = &status["gpio"]["estop"];
+            println!(
+                "e-stop: {} (wired: {}, input fault: {}, trips: {})",
+                estop["state"].as_str().unwrap_or("unknown"),
+                estop["wired"],
+                estop["input_fault"],
+                estop["trips"]
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Subcommand)]
@@ -334,6 +394,19 @@ pub fn print_line_status(api: &ApiArgs, json: bool) -> Result<()> {
     println!(
         "engine:   {}",
         status["engine"]["backend"].as_str().unwrap_or("?")
+    );
+    println!(
+        "e-stop:   {}",
+        status["gpio"]["estop"]["state"].as_str().unwrap_or("?")
+    );
+    println!(
+        "belt:     {:.0} mm/s{}",
+        status["belt"]["speed_mm_s"].as_f64().unwrap_or(0.0),
+        if status["belt"]["encoder"] == true {
+            " (encoder)"
+        } else {
+            ""
+        }
     );
     for alarm in status["alarms"].as_array().into_iter().flatten() {
         println!("ALARM:    {}", alarm["message"].as_str().unwrap_or("?"));

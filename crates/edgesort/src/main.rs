@@ -24,7 +24,10 @@ use clap::{Parser, Subcommand};
 use crate::bench::{BenchCommand, run_bench_command};
 use crate::calibrate::{CalibrateArgs, run_calibrate_command};
 use crate::camera::{CameraCommand, run_camera_command};
-use crate::client::{ConfigCommand, EventsArgs, run_config_command, run_events_command};
+use crate::client::{
+    ConfigCommand, EstopCommand, EventsArgs, run_config_command, run_estop_command,
+    run_events_command,
+};
 use crate::eval::{EvalArgs, run_eval_command};
 use crate::gpio::{GpioCommand, run_gpio_command};
 use crate::ota::{OtaCommand, run_ota_command};
@@ -92,6 +95,9 @@ enum Command {
     /// Read or change the running daemon's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The e-stop latch of the running daemon: reset it, or show it.
+    #[command(subcommand)]
+    Estop(EstopCommand),
     /// The board's GPIO pins: list and check them, fire an ejector by hand,
     /// watch an input.
     #[command(subcommand)]
@@ -167,6 +173,7 @@ fn main() -> ExitCode {
             config: PathBuf::from(BUNDLED_CONFIG),
             fast,
             decisions: None,
+            record_detections: None,
             json: false,
             fps: None,
             speed_px_per_frame: None,
@@ -183,6 +190,7 @@ fn main() -> ExitCode {
         Command::Camera(command) => run_camera_command(command),
         Command::Events(args) => run_events_command(args),
         Command::Config(command) => run_config_command(command),
+        Command::Estop(command) => run_estop_command(command),
         Command::Ota(command) => run_ota_command(command),
     };
     match result {

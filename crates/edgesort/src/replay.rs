@@ -7,8 +7,9 @@ use edgesort_actuate::SimulatedPin;
 use edgesort_capture::probe_frame_size;
 use edgesort_infer::Detector;
 use edgesort_infer_tract::TractBackend;
-use edgesort_pipeline::{Pacing, RunReport, run_replay};
+use edgesort_pipeline::{Pacing, RunReport, run_replay_observed};
 use edgesort_score::{GroundTruth, Score, ScoredDecision, score};
+use edgesort_types::FrameDetections;
 use edgesort_types::config::{BeltDirection, Config};
 
 use crate::BUNDLED_CONFIG;
@@ -30,6 +31,11 @@ pub struct ReplayArgs {
     /// Write one JSON line per decision here.
     #[arg(long, value_name = "OUT.jsonl")]
     pub decisions: Option<PathBuf>,
+    /// Write one JSON line per frame here: its sequence number and what the
+    /// detector found in it (the daemon's recorded-detections test double
+    /// replays these). Needs --fast, so that every frame is detected.
+    #[arg(long, value_name = "OUT.jsonl", requires = "fast")]
+    pub record_detections: Option<PathBuf>,
     /// Print the run report (and scoring) as JSON.
     #[arg(long)]
     pub json: bool,
@@ -66,16 +72,28 @@ pub fn run_replay_command(args: ReplayArgs) -> Result<()> {
     } else {
         Pacing::RealTime
     };
-    let report = run_replay(
+    let mut recorded = Vec::new();
+    let report = run_replay_observed(
         &config,
         &mut detector,
         |_, clock| SimulatedPin::new(clock),
         pacing,
+        |frame, detections| {
+            if args.record_detections.is_some() {
+                recorded.push(FrameDetections {
+                    sequence: frame.sequence,
+                    detections: detections.to_vec(),
+                });
+            }
+        },
     )
     .with_context(|| format!("replaying {}", args.clip.display()))?;
 
     if let Some(path) = &args.decisions {
-        write_decisions(path, &report)?;
+        write_json_lines(path, &report.decisions)?;
+    }
+    if let Some(path) = &args.record_detections {
+        write_json_lines(path, &recorded)?;
     }
     let scored = truth
         .as_ref()
@@ -137,15 +155,16 @@ fn fit_config_to_clip(
     Ok(())
 }
 
-fn write_decisions(path: &Path, report: &RunReport) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut out = BufWriter::new(file);
-    for decision in &report.decisions {
-        serde_json::to_writer(&mut out, decision)?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()
-        .with_context(|| format!("cannot write {}", path.display()))
+fn write_json_lines<T: serde::Serialize>(path: &Path, lines: &[T]) -> Result<()> {
+    let write = || -> std::io::Result<()> {
+        let mut out = BufWriter::new(File::create(path)?);
+        for line in lines {
+            serde_json::to_writer(&mut out, line)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn score_run(truth: &GroundTruth, config: &Config, report: &RunReport) -> Score {

@@ -144,11 +144,18 @@ fn replay_skips_corrupt_frames_and_writes_decisions_and_json() {
     .unwrap();
     let config = write_config(dir.path(), |text| text);
     let decisions = dir.path().join("decisions.jsonl");
+    let detections = dir.path().join("detections.jsonl");
     let output = replay(
         &config,
         &clip,
         dir.path(),
-        &["--json", "--decisions", decisions.to_str().unwrap()],
+        &[
+            "--json",
+            "--decisions",
+            decisions.to_str().unwrap(),
+            "--record-detections",
+            detections.to_str().unwrap(),
+        ],
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
@@ -182,6 +189,37 @@ fn replay_skips_corrupt_frames_and_writes_decisions_and_json() {
             assert!(line.get(field).is_some(), "{field} missing in {line}");
         }
     }
+
+    let recorded: Vec<edgesort_types::FrameDetections> = std::fs::read_to_string(&detections)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let sequences: Vec<u64> = recorded.iter().map(|frame| frame.sequence).collect();
+    let decodable: Vec<u64> = (0..60).filter(|frame| ![10, 20].contains(frame)).collect();
+    assert_eq!(
+        sequences, decodable,
+        "one line per frame detected, numbered by its place in the clip"
+    );
+    assert!(recorded.iter().any(|frame| !frame.detections.is_empty()));
+}
+
+#[test]
+fn recording_detections_needs_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = edgesort(
+        &[
+            "replay",
+            "--clip",
+            "clip",
+            "--record-detections",
+            "out.jsonl",
+        ],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--fast"), "{}", stderr(&output));
+    assert!(!dir.path().join("out.jsonl").exists());
 }
 
 /// The first `images` of the bundled validation set, labels included.

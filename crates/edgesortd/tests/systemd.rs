@@ -26,101 +26,209 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// edgesortd started as systemd starts it, with simulated pins: its
+/// notifications as they come, and its log once it has exited.
+struct Running {
+    child: std::process::Child,
+    log: Option<std::thread::JoinHandle<String>>,
+    notifications: std::sync::mpsc::Receiver<String>,
+    messages: Vec<String>,
+}
+
+impl Running {
+    fn start(dir: &Path, config: &Path) -> Running {
+        let socket_path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&socket_path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        // systemd names the watched process in WATCHDOG_PID; the shell's pid
+        // becomes the daemon's through exec.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_edgesortd"))
+            .args(["--config", config.to_str().unwrap(), "--simulate-gpio"])
+            .args(["--bind", "127.0.0.1:0"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "400000")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let log = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        // Read every notification as systemd does: a reader that stops
+        // reading would fill the socket and block the daemon's sender.
+        let (notified, notifications) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(length) = socket.recv(&mut buffer) {
+                let message = String::from_utf8_lossy(&buffer[..length]).to_string();
+                if notified.send(message).is_err() {
+                    return;
+                }
+            }
+        });
+        Running {
+            child,
+            log: Some(log),
+            notifications,
+            messages: Vec::new(),
+        }
+    }
+
+    /// Waits for a notification with the line `until`.
+    fn receive(&mut self, until: &str) {
+        loop {
+            let message = self
+                .notifications
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("no {until} after {:?}", self.messages));
+            self.messages.push(message.clone());
+            if message.lines().any(|line| line == until) {
+                return;
+            }
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// Waits for the exit; its status and the whole log.
+    fn exit(&mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("no exit 30 s after the signal: {}", self.take_log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, self.take_log())
+    }
+
+    fn take_log(&mut self) -> String {
+        self.log
+            .take()
+            .map(|log| log.join().unwrap())
+            .unwrap_or_default()
+    }
+}
+
+/// The count a log line `line stopped parts=N outputs_high=M` gives for `key`.
+fn final_count(log: &str, key: &str) -> usize {
+    let stopped = log
+        .lines()
+        .find(|line| line.contains("line stopped") && line.contains(key))
+        .unwrap_or_else(|| panic!("no final {key} in {log}"));
+    stopped
+        .split(key)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .unwrap()
+}
+
 #[test]
 fn it_reports_ready_feeds_the_watchdog_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let socket_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    // systemd names the watched process in WATCHDOG_PID; the shell's pid
-    // becomes the daemon's through exec.
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_edgesortd"))
-        .args(["--config", config.to_str().unwrap(), "--simulate-gpio"])
-        .args(["--bind", "127.0.0.1:0"])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "400000")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-
-    // Read every notification as systemd does: a reader that stops reading
-    // would fill the socket and block the daemon's sender.
-    let (notified, notifications) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(length) = socket.recv(&mut buffer) {
-            let message = String::from_utf8_lossy(&buffer[..length]).to_string();
-            if notified.send(message).is_err() {
-                return;
-            }
-        }
-    });
-    let mut messages = Vec::new();
-    let mut receive = |until: &str| loop {
-        let message = notifications
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("no {until} after {messages:?}"));
-        messages.push(message.clone());
-        if message.lines().any(|line| line == until) {
-            return;
-        }
-    };
-    receive("READY=1");
+    let mut daemon = Running::start(dir.path(), &config);
+    daemon.receive("READY=1");
     let ready_at = Instant::now();
-    receive("WATCHDOG=1");
-    receive("WATCHDOG=1");
+    daemon.receive("WATCHDOG=1");
+    daemon.receive("WATCHDOG=1");
     // Two pings at half the 400 ms period.
-    assert!(ready_at.elapsed() < Duration::from_secs(5), "{messages:?}");
+    assert!(
+        ready_at.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        daemon.messages
+    );
 
     // Let it sort a while, then stop it as systemd does.
     std::thread::sleep(Duration::from_secs(8));
-    // SAFETY: signalling our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("no exit 30 s after SIGTERM: {}", log.join().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = log.join().unwrap();
+    daemon.signal(libc::SIGTERM);
+    let (status, log) = daemon.exit();
     assert!(status.success(), "{status}: {log}");
-    receive("STOPPING=1");
+    daemon.receive("STOPPING=1");
+    assert_eq!(final_count(&log, "outputs_high="), 0, "{log}");
 
     // Every part it decided is in the store.
-    let stopped = log
-        .lines()
-        .find(|line| line.contains("line stopped") && line.contains("parts="))
-        .unwrap_or_else(|| panic!("no final count in {log}"));
-    let parts: usize = stopped
-        .split("parts=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|count| count.parse().ok())
-        .unwrap();
+    let parts = final_count(&log, "parts=");
     let store = Store::open(&dir.path().join("data/events.sqlite")).unwrap();
     let run = store.last_run().unwrap().unwrap();
     assert_eq!(store.parts_of_run(run).unwrap().len(), parts, "{log}");
     assert!(
         dir.path().join("data/api-token").is_file(),
         "token made at first start"
+    );
+}
+
+/// Issue 22: SIGHUP is systemd's reload (`ExecReload=`): the file is read
+/// again and its live sections applied, an invalid file changes nothing
+/// and the line runs on; SIGQUIT ends the daemon with every output low.
+#[test]
+fn sighup_reloads_the_configuration_and_sigquit_stops_with_outputs_low() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut daemon = Running::start(dir.path(), &config);
+    daemon.receive("READY=1");
+    std::thread::sleep(Duration::from_secs(2));
+
+    // A technician turns the foreign-part rule off by hand, then reloads.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let edited = text.replace(
+        "lane = \"reject\"\n# Set to false to let a class ride to the default lane.\nenabled = true",
+        "lane = \"reject\"\n# Set to false to let a class ride to the default lane.\nenabled = false",
+    );
+    assert_ne!(edited, text, "the example config changed");
+    std::fs::write(&config, &edited).unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.receive("RELOADING=1");
+    daemon.receive("READY=1");
+
+    // A broken file: refused, and the line runs on.
+    std::fs::write(&config, edited.replace("[belt]", "[belt\n")).unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.receive("RELOADING=1");
+    daemon.receive("READY=1");
+    daemon.receive("WATCHDOG=1");
+
+    daemon.signal(libc::SIGQUIT);
+    let (status, log) = daemon.exit();
+    assert!(status.success(), "{status}: {log}");
+    assert!(
+        log.contains("SIGHUP: configuration reloaded") && log.contains("live=[\"rules\"]"),
+        "{log}"
+    );
+    assert!(
+        log.contains("SIGHUP: configuration not reloaded, the line runs on as it was"),
+        "{log}"
+    );
+    assert!(log.contains("SIGQUIT: every output driven low"), "{log}");
+    assert_eq!(final_count(&log, "outputs_high="), 0, "{log}");
+    let store = Store::open(&dir.path().join("data/events.sqlite")).unwrap();
+    let reloads: Vec<_> = store
+        .audit_log(20)
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.action == "config.reload")
+        .collect();
+    assert_eq!(reloads.len(), 1, "{reloads:?}");
+    assert_eq!(reloads[0].actor, "SIGHUP");
+    assert!(
+        reloads[0].detail.contains("\"live\":[\"rules\"]"),
+        "{reloads:?}"
     );
 }

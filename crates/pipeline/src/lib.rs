@@ -30,4 +30,4 @@ mod stats;
 
 pub use error::PipelineError;
 pub use report::{DecisionRecord, RunReport, StageSummary};
-pub use run::{Pacing, run_replay};
+pub use run::{Pacing, run_replay, run_replay_observed};

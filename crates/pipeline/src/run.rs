@@ -14,7 +14,7 @@ use edgesort_infer::{Backend, Detector};
 use edgesort_store::{FireUpdate, PartRecord, StageLatencies, Store, StoreError, StoreWrite};
 use edgesort_track::{ClosedTrack, Tracker, TrackerParams};
 use edgesort_types::config::{Config, EjectorConfig};
-use edgesort_types::{Clock, Frame, ManualClock, MonotonicClock, Timestamp};
+use edgesort_types::{Clock, Detection, Frame, ManualClock, MonotonicClock, Timestamp};
 use embedded_hal::digital::OutputPin;
 
 use crate::ejectors::Ejectors;
@@ -50,8 +50,24 @@ const STORE_BATCH: usize = 256;
 pub fn run_replay<B, P>(
     config: &Config,
     detector: &mut Detector<B>,
+    make_pin: impl FnMut(&EjectorConfig, Arc<dyn Clock>) -> P,
+    pacing: Pacing,
+) -> Result<RunReport, PipelineError>
+where
+    B: Backend,
+    P: OutputPin + Send + 'static,
+{
+    run_replay_observed(config, detector, make_pin, pacing, |_, _| {})
+}
+
+/// [`run_replay`], handing `observe` each processed frame of the clip with
+/// the detections the detector found in it, before tracking.
+pub fn run_replay_observed<B, P>(
+    config: &Config,
+    detector: &mut Detector<B>,
     mut make_pin: impl FnMut(&EjectorConfig, Arc<dyn Clock>) -> P,
     pacing: Pacing,
+    mut observe: impl FnMut(&Frame, &[Detection]),
 ) -> Result<RunReport, PipelineError>
 where
     B: Backend,
@@ -159,7 +175,7 @@ where
         stages: Stages::new(pacing),
         frames_processed: 0,
     };
-    let outcome = line.process(detector, &receiver, &mut ejectors);
+    let outcome = line.process(detector, &receiver, &mut ejectors, &mut observe);
     let frames_dropped = receiver.dropped();
     drop(receiver);
     let frames_corrupt = camera_thread
@@ -293,6 +309,7 @@ impl Line<'_> {
         detector: &mut Detector<B>,
         frames: &FrameReceiver,
         ejectors: &mut Ejectors<P>,
+        observe: &mut dyn FnMut(&Frame, &[Detection]),
     ) -> Result<Timestamp, PipelineError>
     where
         B: Backend,
@@ -303,6 +320,7 @@ impl Line<'_> {
             last_frame = frame.captured_at;
             ejectors.advance_to(frame.captured_at)?;
             let (detections, times) = detector.detect(&frame)?;
+            observe(&frame, &detections);
             let track_started = Instant::now();
             let closed = self.tracker.update(frame.captured_at, &detections);
             let decisions: Vec<_> = closed

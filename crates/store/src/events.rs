@@ -27,6 +27,9 @@ pub struct Event {
     pub lane: String,
     /// Why this lane (`rule`, `below_floor`, ...).
     pub reason: String,
+    /// Decision time, ns on the pipeline clock (`CLOCK_MONOTONIC`, as the
+    /// fire times): the part was last seen a frame or two before.
+    pub decided_at_ns: u64,
     /// Planned rising edge, ns on the pipeline clock; none without an ejector.
     pub planned_fire_ns: Option<u64>,
     /// When the output actually went high, ns on the pipeline clock.
@@ -51,7 +54,7 @@ pub struct HourlyCount {
 
 const EVENT_COLUMNS: &str = "event_id, run_id, part_id, decided_unix_ms, class, confidence, lane,
     reason, planned_fire_ns, actual_fire_ns, fire_outcome, decode_us, preprocess_us, inference_us,
-    postprocess_us, track_decide_us";
+    postprocess_us, track_decide_us, decided_at_ns";
 
 fn event_from_row(row: &Row) -> rusqlite::Result<Event> {
     let micros = |index| row.get::<_, i64>(index).map(|us| us as u64);
@@ -64,6 +67,7 @@ fn event_from_row(row: &Row) -> rusqlite::Result<Event> {
         confidence: row.get(5)?,
         lane: row.get(6)?,
         reason: row.get(7)?,
+        decided_at_ns: row.get::<_, i64>(16)? as u64,
         planned_fire_ns: row.get::<_, Option<i64>>(8)?.map(|ns| ns as u64),
         actual_fire_ns: row.get::<_, Option<i64>>(9)?.map(|ns| ns as u64),
         fire_outcome: row.get(10)?,

@@ -20,7 +20,7 @@ mod ota;
 
 pub use api::ApiConfig;
 pub use camera::{CameraConfig, CameraControls};
-pub use gpio::{ActiveLevel, EncoderConfig, EstopConfig, GpioConfig};
+pub use gpio::{ActiveLevel, EncoderConfig, EstopConfig, GpioConfig, ResetConfig};
 pub use ota::OtaConfig;
 
 /// No ejector valve needs a pulse this long; a longer one means a typo that
@@ -638,8 +638,20 @@ impl Config {
                 "must be at most 10000 ms",
             ));
         }
+        if gpio.reset.is_some() && gpio.estop.is_none() {
+            return Err(invalid(
+                "gpio.reset",
+                "a reset button needs an e-stop to reset ([gpio.estop])",
+            ));
+        }
         if let Some(encoder) = &gpio.encoder {
             require_positive("gpio.encoder.mm_per_count", encoder.mm_per_count)?;
+            if !(50..=60_000).contains(&encoder.silent_ms) {
+                return Err(invalid(
+                    "gpio.encoder.silent_ms",
+                    "must lie in 50..=60000 ms",
+                ));
+            }
         }
 
         let calibration = &self.calibration;
@@ -778,6 +790,10 @@ impl Config {
                 .estop
                 .as_ref()
                 .map(|estop| ("gpio.estop.pin".to_string(), estop.pin)),
+            self.gpio
+                .reset
+                .as_ref()
+                .map(|reset| ("gpio.reset.pin".to_string(), reset.pin)),
             self.gpio
                 .encoder
                 .as_ref()

@@ -1,9 +1,12 @@
+use serde::{Deserialize, Serialize};
+
 /// Index of a class in the model's class list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ClassId(pub u16);
 
 /// An axis-aligned box in frame pixels, corners inclusive of `x1, y1`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BoundingBox {
     /// Left edge.
     pub x1: f32,
@@ -56,7 +59,7 @@ impl BoundingBox {
 }
 
 /// One object the detector found in one frame.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
     /// Where, in frame pixels.
     pub bbox: BoundingBox,
@@ -64,6 +67,16 @@ pub struct Detection {
     pub class: ClassId,
     /// That class's score, 0..1.
     pub confidence: f32,
+}
+
+/// What the detector found in one frame: one line of a detections
+/// recording (`edgesort replay --record-detections`, JSON lines).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrameDetections {
+    /// The frame's sequence number; in a replay, its index in the clip.
+    pub sequence: u64,
+    /// The detections, as the detector returned them.
+    pub detections: Vec<Detection>,
 }
 
 #[cfg(test)]

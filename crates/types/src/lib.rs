@@ -19,7 +19,7 @@ mod time;
 
 pub use atomic_file::{PARTIAL_PREFIX, sync_folder, write_atomically};
 pub use capture_format::{CaptureFormat, fourcc_text};
-pub use detection::{BoundingBox, ClassId, Detection};
+pub use detection::{BoundingBox, ClassId, Detection, FrameDetections};
 pub use digest::{sha256_file, sha256_hex};
 pub use frame::Frame;
 pub use pixel::{FrameLayout, PixelFormat, yuv_to_rgb};

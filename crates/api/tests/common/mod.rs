@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use edgesort_actuate::{Edge, SimulatedPin};
 use edgesort_api::Token;
-use edgesort_daemon::{Daemon, DaemonSetup, cpu_detector};
+use edgesort_daemon::{Daemon, DaemonSetup, WireInputs, cpu_detector};
 use edgesort_types::config::Config;
 use serde_json::Value;
 
@@ -70,6 +70,11 @@ pub struct Line {
 
 impl Line {
     pub fn start(config_path: &Path) -> Line {
+        Line::start_wired(config_path, None)
+    }
+
+    /// As [`Line::start`], with inputs (an e-stop, its reset button) wired.
+    pub fn start_wired(config_path: &Path, inputs: Option<WireInputs>) -> Line {
         let config = Config::load(config_path).unwrap();
         let pins = SimulatedPin::for_ejectors(&config);
         let token = Token::load_or_create(&config.api.token_file).unwrap();
@@ -81,7 +86,7 @@ impl Line {
                 detector,
                 engine,
                 pins: pins.clone(),
-                inputs: None,
+                inputs,
             })
             .unwrap(),
         );

@@ -23,6 +23,9 @@ pub struct GpioConfig {
     /// The emergency-stop input, if wired.
     #[serde(default)]
     pub estop: Option<EstopConfig>,
+    /// A reset button for the e-stop latch, if wired.
+    #[serde(default)]
+    pub reset: Option<ResetConfig>,
     /// A belt encoder, if fitted; without one the belt runs at `belt.speed_mm_s`.
     #[serde(default)]
     pub encoder: Option<EncoderConfig>,
@@ -54,6 +57,24 @@ pub struct EstopConfig {
     /// is accepted. A press acts on its first edge, never debounced.
     #[serde(default = "default_estop_debounce_ms")]
     pub debounce_ms: u32,
+    /// Whether the API may reset the latch from another machine (with the
+    /// token). Off by default: a reset re-arms machinery, so it is given
+    /// at the box, by the reset button or `edgesort estop reset`.
+    #[serde(default)]
+    pub remote_reset: bool,
+}
+
+/// The e-stop reset button: a momentary input whose press re-arms the
+/// ejectors once the e-stop has been released for its debounce time.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfig {
+    /// Header pin.
+    pub pin: u32,
+    /// The level that means "pressed". A normally-open button switching
+    /// the input high is the usual wiring.
+    #[serde(default = "default_reset_active")]
+    pub active: ActiveLevel,
 }
 
 /// A belt encoder on a GPIO input.
@@ -64,6 +85,11 @@ pub struct EncoderConfig {
     pub pin: u32,
     /// Belt travel per rising edge.
     pub mm_per_count: f64,
+    /// With parts seen moving and no edge for this long, the encoder counts
+    /// as silent: the `encoder_silent` alarm, and pulses are refused
+    /// (`no_belt_position`) rather than timed on a guessed speed.
+    #[serde(default = "default_encoder_silent_ms")]
+    pub silent_ms: u32,
 }
 
 fn default_realtime_priority() -> u8 {
@@ -80,4 +106,12 @@ fn default_estop_active() -> ActiveLevel {
 
 fn default_estop_debounce_ms() -> u32 {
     20
+}
+
+fn default_reset_active() -> ActiveLevel {
+    ActiveLevel::High
+}
+
+fn default_encoder_silent_ms() -> u32 {
+    1000
 }

@@ -169,6 +169,7 @@ fn pins_must_be_on_the_board_and_drive_one_thing() {
         pin: 29,
         active: ActiveLevel::Low,
         debounce_ms: 20,
+        remote_reset: false,
     });
     let error = config.validate_pins().unwrap_err().to_string();
     assert!(
@@ -210,9 +211,30 @@ fn safety_limits_are_checked() {
             c.gpio.encoder = Some(EncoderConfig {
                 pin: 33,
                 mm_per_count: 0.0,
+                silent_ms: 1000,
             })
         })
         .contains("gpio.encoder.mm_per_count")
+    );
+    assert!(
+        error_for(|c| {
+            c.gpio.encoder = Some(EncoderConfig {
+                pin: 33,
+                mm_per_count: 0.5,
+                silent_ms: 10,
+            })
+        })
+        .contains("gpio.encoder.silent_ms")
+    );
+    assert!(
+        error_for(|c| {
+            c.gpio.estop = None;
+            c.gpio.reset = Some(ResetConfig {
+                pin: 33,
+                active: ActiveLevel::High,
+            })
+        })
+        .contains("gpio.reset: a reset button needs an e-stop")
     );
 }
 

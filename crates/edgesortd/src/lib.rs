@@ -1,0 +1,385 @@
+//! `edgesortd`: the sorting line as a systemd service.
+//!
+//! Starts the supervised line ([`edgesort_daemon::Daemon`]) and the local API
+//! and status page ([`edgesort_api`]), tells systemd it is ready
+//! (`Type=notify`) and keeps its watchdog fed while the supervisor lives.
+//!
+//! Signals:
+//! - SIGTERM, SIGINT: it stops the line upstream first, lets the pulses
+//!   already planned fire, writes every row, and exits with the outputs low;
+//! - SIGQUIT: every output is driven low at once and no pulse fires after
+//!   it; then the same orderly stop;
+//! - SIGHUP: the configuration file is read again and applied as `PUT
+//!   /config` applies it (`systemctl reload edgesortd`); the line runs on.
+
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use edgesort_actuate::{EjectorScheduler, FailSafe, SimulatedPin, force_all_low};
+use edgesort_api::Token;
+use edgesort_daemon::{
+    Daemon, DaemonSetup, DetectorFactory, EngineInfo, ResetLog, WireInputs, cpu_detector,
+};
+use edgesort_gpio::{CdevInput, CdevOutput, Edges, chips, resolve};
+use edgesort_types::config::{ActiveLevel, Config};
+use embedded_hal::digital::OutputPin;
+use sd_notify::NotifyState;
+
+#[derive(Parser)]
+#[command(name = "edgesortd", version, about = "The edgesort appliance daemon")]
+struct Args {
+    /// Configuration file; `PUT /config` saves changes here.
+    #[arg(long, default_value = "/etc/edgesort/edgesort.toml")]
+    config: PathBuf,
+    /// Drive simulated outputs instead of the GPIO character device (a PC
+    /// without GPIO, a demonstration, a soak run).
+    #[arg(long)]
+    simulate_gpio: bool,
+    /// Listen here instead of at `api.bind`.
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+    /// Keep the data partition's files (event store, API token, engine
+    /// cache) here instead of where the configuration says: a PC trying the
+    /// daemon out without /var/lib/edgesort.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// What builds the line's detector: [`cpu`] in the product; a test binary
+/// may pass a double.
+pub type ChooseDetector = fn(&Config) -> Result<(DetectorFactory, EngineInfo)>;
+
+/// edgesortd's whole life, with the detector `choose` builds.
+pub fn main(choose: ChooseDetector) -> ExitCode {
+    init_logging();
+    match run(Args::parse(), choose) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("edgesortd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Under systemd the journal stamps and colours lines itself; colour codes
+/// go to a terminal only.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(args: Args, choose: ChooseDetector) -> Result<()> {
+    let mut config =
+        Config::load(&args.config).with_context(|| format!("loading {}", args.config.display()))?;
+    if let Some(data) = &args.data_dir {
+        std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        config.store.path = data.join("events.sqlite");
+        config.api.token_file = data.join("api-token");
+        config.engine.data_dir = data.clone();
+        config.ota.dir = data.join("ota");
+    }
+    hand_over_to_slot(&config.ota.dir)?;
+    let token = Token::load_or_create(&config.api.token_file)?;
+    let bind = args.bind.unwrap_or(config.api.bind);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(bind))
+        .with_context(|| format!("listening on {bind} (api.bind)"))?;
+    let updates = edgesort_api::Updates {
+        ota: edgesort_ota::OtaDir::new(&config.ota.dir),
+        trusted_keys: config.ota.trusted_keys.clone(),
+    };
+    let (daemon, _failsafes) = start_line(&args, config, choose)?;
+    let daemon = Arc::new(daemon);
+    let listening = listener.local_addr().unwrap_or(bind);
+    tracing::info!(%listening, "API listening");
+
+    let router = edgesort_api::router(daemon.clone(), token, updates);
+    let served = runtime.block_on(async {
+        let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("sorting")]);
+        let watchdog = tokio::spawn(feed_watchdog(Arc::downgrade(&daemon)));
+        let served = edgesort_api::serve(listener, router, signals(daemon.clone())).await;
+        watchdog.abort();
+        let _ = watchdog.await;
+        served
+    });
+    let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+    tracing::info!("stopping the line");
+    // Connection tasks the server spawned may still hold the router, and so
+    // the line, after a graceful stop; shutting the runtime down drops them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match Arc::try_unwrap(daemon) {
+        Ok(daemon) => {
+            let last = daemon.shutdown();
+            let high: Vec<&str> = last
+                .gpio
+                .outputs
+                .iter()
+                .filter(|output| output.high)
+                .map(|output| output.lane.as_str())
+                .collect();
+            tracing::info!(
+                parts = last.counts.parts,
+                outputs_high = high.len(),
+                "line stopped"
+            );
+        }
+        Err(_) => tracing::error!("API calls still hold the line; it stops as the process exits"),
+    }
+    served.context("serving the API")
+}
+
+/// Set in the environment of a slot's edgesortd, so that it runs
+/// instead of handing over again.
+const HANDED_OVER: &str = "EDGESORTD_FROM_SLOT";
+
+/// An update slot that carries its own edgesortd runs it in place of the
+/// image's: an update can replace the daemon without touching the
+/// read-only rootfs. The process (and so systemd's main PID) stays the
+/// same. A slot daemon that cannot start fails its update's health check,
+/// and the rollback brings this one back.
+fn hand_over_to_slot(ota_dir: &Path) -> Result<()> {
+    if std::env::var_os(HANDED_OVER).is_some() {
+        return Ok(());
+    }
+    let Ok(slot_daemon) = ota_dir.join("current/bin/edgesortd").canonicalize() else {
+        return Ok(());
+    };
+    let this = std::env::current_exe()
+        .and_then(|path| path.canonicalize())
+        .context("finding edgesortd's own file")?;
+    if slot_daemon == this {
+        return Ok(());
+    }
+    tracing::info!(daemon = %slot_daemon.display(), "handing over to the update slot's edgesortd");
+    let error = std::process::Command::new(&slot_daemon)
+        .args(std::env::args_os().skip(1))
+        .env(HANDED_OVER, "1")
+        .exec();
+    Err(error).with_context(|| format!("starting the update slot's {}", slot_daemon.display()))
+}
+
+/// The line, and the fail-safe registrations that drive its real outputs
+/// low on a panic anywhere (kept for the process's life).
+fn start_line(
+    args: &Args,
+    mut config: Config,
+    choose: ChooseDetector,
+) -> Result<(Daemon, Vec<FailSafe>)> {
+    if args.simulate_gpio {
+        if config.gpio.encoder.take().is_some() {
+            tracing::warn!("simulated GPIO has no belt encoder: the belt runs at belt.speed_mm_s");
+        }
+        let pins = SimulatedPin::for_ejectors(&config);
+        return Ok((start(args, config, choose, pins, None)?, Vec::new()));
+    }
+    let present = chips()?;
+    let mut pins = Vec::new();
+    for ejector in &config.ejectors {
+        let line = resolve(&config.gpio.map, ejector.pin, &present)?;
+        pins.push(CdevOutput::request(&line).with_context(|| format!("ejector {}", ejector.lane))?);
+    }
+    let failsafes: Vec<FailSafe> = pins
+        .iter()
+        .map(|pin| FailSafe::register(Arc::new(pin.clone())))
+        .collect();
+    let input = |pin: u32, active: ActiveLevel, edges: Edges, what: &str| {
+        let line = resolve(&config.gpio.map, pin, &present)?;
+        CdevInput::request(&line, active == ActiveLevel::Low, edges)
+            .with_context(|| format!("{what} (pin {pin})"))
+    };
+    let estop = match &config.gpio.estop {
+        Some(estop) => Some(input(estop.pin, estop.active, Edges::Both, "the e-stop")?),
+        None => None,
+    };
+    let reset = match &config.gpio.reset {
+        Some(reset) => Some((
+            reset.pin,
+            input(reset.pin, reset.active, Edges::Rising, "the e-stop reset")?,
+        )),
+        None => None,
+    };
+    let encoder = match &config.gpio.encoder {
+        Some(encoder) => Some((
+            Duration::from_millis(encoder.silent_ms.into()),
+            input(
+                encoder.pin,
+                ActiveLevel::High,
+                Edges::Rising,
+                "the belt encoder",
+            )?,
+        )),
+        None => None,
+    };
+    let inputs: WireInputs = Box::new(move |scheduler: &mut EjectorScheduler, log: ResetLog| {
+        if let Some(estop) = estop {
+            scheduler.watch_estop(estop);
+        }
+        if let Some((pin, reset)) = reset {
+            let actor = format!("reset button (pin {pin})");
+            scheduler.watch_reset(reset, move |result| log(&actor, &result));
+        }
+        if let Some((silent_after, encoder)) = encoder {
+            scheduler.watch_encoder(encoder, silent_after);
+        }
+    });
+    Ok((start(args, config, choose, pins, Some(inputs))?, failsafes))
+}
+
+/// The CPU backend (tract) on every core, with the `engine_fallback` alarm
+/// saying why the box does not serve its TensorRT engine.
+pub fn cpu(config: &Config) -> Result<(DetectorFactory, EngineInfo)> {
+    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let (detector, mut engine) = cpu_detector(&config.model.path, threads);
+    engine.fallback = Some(cpu_fallback_reason(config));
+    Ok((detector, engine))
+}
+
+/// Starts the line with the chosen detector and these outputs.
+fn start<P: OutputPin + Send + 'static>(
+    args: &Args,
+    config: Config,
+    choose: ChooseDetector,
+    pins: Vec<P>,
+    inputs: Option<WireInputs>,
+) -> Result<Daemon> {
+    let (detector, engine) = choose(&config)?;
+    Ok(Daemon::start(DaemonSetup {
+        config,
+        config_path: args.config.clone(),
+        detector,
+        engine,
+        pins,
+        inputs,
+    })?)
+}
+
+/// Why the line runs on the CPU, for the `engine_fallback` alarm: on a
+/// sorting box the detector belongs on the GPU.
+fn cpu_fallback_reason(config: &Config) -> String {
+    let paths = edgesort_provision::DataPaths::new(&config.engine.data_dir);
+    match edgesort_provision::read_active(&paths) {
+        Some(active) => format!(
+            "running on the CPU: the provisioned {} TensorRT engine ({}) is not served by this edgesortd yet",
+            active.precision,
+            active.engine.display()
+        ),
+        None => format!(
+            "running on the CPU: no TensorRT engine in service (see `edgesort status`; {} has no provisioned engine)",
+            paths.active().display()
+        ),
+    }
+}
+
+/// Pings systemd's watchdog at half its period while the line's supervisor
+/// answers; a hung daemon is restarted by systemd.
+async fn feed_watchdog(daemon: std::sync::Weak<Daemon>) {
+    let mut period_us = 0;
+    if !sd_notify::watchdog_enabled(false, &mut period_us) {
+        return;
+    }
+    let mut ticks = tokio::time::interval(Duration::from_micros(period_us / 2));
+    loop {
+        ticks.tick().await;
+        let Some(daemon) = daemon.upgrade() else {
+            return;
+        };
+        // Both calls block (the status takes locks, the notification can
+        // wait on a full socket), so neither runs on an async worker.
+        let _ = tokio::task::spawn_blocking(move || {
+            let status = daemon.status();
+            let text = format!("{:?}: {} parts", status.state, status.counts.parts);
+            let _ = sd_notify::notify(false, &[NotifyState::Watchdog, NotifyState::Status(&text)]);
+        })
+        .await;
+    }
+}
+
+/// Signals whose default action ends the process without a word, and
+/// which nothing on a box sends on purpose: each is handled as SIGQUIT is,
+/// so that it too leaves the outputs low.
+const OTHER_ENDING_SIGNALS: [i32; 8] = [
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGPWR,
+];
+
+/// Handles signals until one asks the process to stop: SIGTERM (systemd's
+/// stop) and SIGINT stop it in order; SIGQUIT, and every other signal that
+/// would end the process ([`OTHER_ENDING_SIGNALS`]), drives the outputs low
+/// first and fires nothing after; SIGHUP reloads the configuration file.
+/// SIGKILL and the fatal signals of a crash (SIGSEGV, SIGABRT, ...) cannot
+/// be handled here: the hardware's pull-downs cover them.
+async fn signals(daemon: Arc<Daemon>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    let mut hup = signal(SignalKind::hangup()).expect("installing the SIGHUP handler");
+    let (ending, mut ended) = tokio::sync::mpsc::channel::<i32>(1);
+    for number in OTHER_ENDING_SIGNALS.into_iter().chain([libc::SIGQUIT]) {
+        let mut stream = signal(SignalKind::from_raw(number)).expect("installing a signal handler");
+        let ending = ending.clone();
+        tokio::spawn(async move {
+            if stream.recv().await.is_some() {
+                let _ = ending.send(number).await;
+            }
+        });
+    }
+    loop {
+        tokio::select! {
+            _ = term.recv() => return tracing::info!("SIGTERM"),
+            _ = int.recv() => return tracing::info!("SIGINT"),
+            Some(number) = ended.recv() => {
+                // The real lines at once, from here; then the ejector thread
+                // stops for good, so nothing planned fires after.
+                force_all_low();
+                let line = daemon.clone();
+                let _ = tokio::task::spawn_blocking(move || line.disarm()).await;
+                let name = if number == libc::SIGQUIT { "SIGQUIT".to_string() } else { format!("signal {number}") };
+                return tracing::warn!("{name}: every output driven low; stopping");
+            }
+            _ = hup.recv() => {
+                let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
+                let line = daemon.clone();
+                match tokio::task::spawn_blocking(move || line.reload_config("SIGHUP")).await {
+                    Ok(Ok(applied)) => tracing::info!(
+                        live = ?applied.live,
+                        on_restart = ?applied.on_restart,
+                        "SIGHUP: configuration reloaded"
+                    ),
+                    Ok(Err(error)) => tracing::error!(
+                        "SIGHUP: configuration not reloaded, the line runs on as it was: {error}"
+                    ),
+                    Err(error) => tracing::error!(%error, "SIGHUP: reload failed"),
+                }
+                let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+            }
+        }
+    }
+}
