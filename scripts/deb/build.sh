@@ -4,7 +4,24 @@
 # target/debian/, for stock JetPack 6, and checks it with lintian. Nothing
 # is compiled: the package holds exactly the binaries that were tested.
 # Installs what is missing (cargo-deb, lintian, the arm64 libc6 metadata).
+#
+#   scripts/deb/build.sh                      binaries with the TensorRT shim only
+#   scripts/deb/build.sh --without-tensorrt   binaries without it only
+#
+# The binaries must carry the TensorRT shim (cross-built with JetPack's
+# TensorRT and CUDA headers: TENSORRT_INCLUDE_DIR, CUDA_INCLUDE_DIR) unless
+# --without-tensorrt asks for a package without it; a package from binaries
+# without the shim never builds an engine, on any box (docs/deb.md, "With or
+# without TensorRT"). scripts/deb/has-tensorrt-shim.sh tells them apart.
 set -euo pipefail
+
+tensorrt=with
+case "${1:-}" in
+    "") ;;
+    --without-tensorrt) tensorrt=without ;;
+    *) echo "usage: $0 [--without-tensorrt]" >&2; exit 2 ;;
+esac
+[ $# -le 1 ] || { echo "usage: $0 [--without-tensorrt]" >&2; exit 2; }
 
 cd "$(dirname "$0")/../.."
 target=aarch64-unknown-linux-gnu
@@ -17,6 +34,31 @@ for binary in edgesort edgesortd; do
         exit 1
     fi
 done
+
+# The engine is built by `edgesort provision` (edgesort-provision.service),
+# so the CLI is the binary whose shim decides; both come from one build.
+probe=0
+scripts/deb/has-tensorrt-shim.sh "$release/edgesort" || probe=$?
+case "$tensorrt,$probe" in
+    with,0) echo ">> with the TensorRT shim: provisioning builds each box's engine" ;;
+    without,1) echo ">> without the TensorRT shim, as asked (--without-tensorrt): every box settles on the CPU backend" ;;
+    with,1)
+        cat >&2 <<EOF
+$release/edgesort was built without the TensorRT shim (no TensorRT headers
+when it was cross-built). On a JetPack box its provisioning would stop at "this
+build has no TensorRT shim", never build an engine, and settle on the CPU
+backend (exit 4). Cross-build again with JetPack's headers,
+  TENSORRT_INCLUDE_DIR=... CUDA_INCLUDE_DIR=... scripts/cross-build.sh
+or package it as it is, by name: $0 --without-tensorrt
+EOF
+        exit 1
+        ;;
+    without,0)
+        echo "--without-tensorrt, but $release/edgesort carries the TensorRT shim: leave the option out" >&2
+        exit 1
+        ;;
+    *) exit 1 ;;
+esac
 
 command -v cargo-deb >/dev/null || nice -n 19 cargo install cargo-deb --version 3.8.0 --locked
 missing=()

@@ -12,7 +12,10 @@
 #
 # The upgrade is to a v2 made from the same package: same binaries, version
 # bumped, and a changed default configuration, so that dpkg must choose
-# between it and the box's edited file.
+# between it and the box's edited file. Before installing, the package's
+# listing (dpkg-deb --contents) is checked against every path the README,
+# docs/ and the units name for a packaged box (scripts/deb/check-contents.py,
+# the rule CI applies to the cargo-deb assets).
 # ${Version} and the like below are dpkg-query's format, not the shell's.
 # shellcheck disable=SC2016
 set -euo pipefail
@@ -120,6 +123,21 @@ user_is_system() {
 }
 groups_exist() { in_root getent group gpio video render edgesort >/dev/null; }
 calibration_stills() { [ "$(find "$root/usr/share/edgesort/factory/calibration/images" -name '*.jpg' | wc -l)" -eq 100 ]; }
+# What a packaged `edgesort demo` plays: the 240 frames and their ground truth.
+demo_clip() {
+    [ "$(find "$root/usr/share/edgesort/demo_clip/frames" -name '*.jpg' | wc -l)" -eq 240 ] &&
+        [ -f "$root/usr/share/edgesort/demo_clip/tracks.json" ] &&
+        [ -z "$(find "$root/usr/share/edgesort/demo_clip" -maxdepth 1 -type f ! -name tracks.json)" ]
+}
+# Every path the README, docs/ and the units name for a packaged box is in
+# the package's listing; the listing and the verdict stay in the logs.
+documented_paths() {
+    local log=$work/logs/contents.log
+    scripts/deb/check-contents.py --deb "$deb" >"$log" 2>&1 || {
+        grep -E '^(MISSING|ERROR|FAIL)' "$log" | sed 's/^/    /'
+        return 1
+    }
+}
 files_installed() {
     local file
     for file in /usr/bin/edgesort /usr/bin/edgesortd /etc/edgesort/edgesort.toml \
@@ -159,11 +177,15 @@ echo "# edgesort $v2" >>"$work/v2/etc/edgesort/edgesort.toml"
 # Uncompressed: it lives for one run.
 dpkg-deb -Znone --build "$work/v2" "$root/tmp/edgesort-v2.deb" >/dev/null
 
+echo "== contents of $(basename "$deb")"
+check "every packaged-box path the README, docs and units name is in the package" documented_paths
+
 echo "== install $v1"
 dpkg_step install-v1 -i /tmp/edgesort-v1.deb
 check "version $v1 installed" [ "$(installed_version)" = "$v1 ii " ]
 check "files: binaries, config, pin maps, units, udev rule, tmpfiles, model, docs" files_installed
 check "100 calibration stills in the factory folder" calibration_stills
+check "demo clip: 240 frames and tracks.json in /usr/share/edgesort/demo_clip, nothing else" demo_clip
 check "/etc/edgesort/edgesort.toml is a conffile" is_conffile
 check "system user edgesort (nologin, group edgesort)" user_is_system
 check "groups gpio, video, render, edgesort exist" groups_exist

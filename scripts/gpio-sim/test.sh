@@ -66,6 +66,6 @@ export GPIO_TEST_OFFSET=3 GPIO_TEST_EXPECT=1
 ip link set lo up || fail "loopback"
 export EDGESORTD_BIN=/bin/edgesortd-recorded-detections LINE_DIR=/line
 FRAGMENT
-TEST_ARGS="--ignored --test-threads 1 --nocapture" MEMORY=1G QEMU_TIMEOUT=${QEMU_TIMEOUT:-900} \
+TEST_ARGS="--ignored --test-threads 1 --nocapture" MEMORY=1G QEMU_TIMEOUT=${QEMU_TIMEOUT:-300} \
     scripts/vm/run.sh --name gpio-sim --setup "$SETUP" --modules "$VM_WORK/modules-configfs" \
     --add "$ADD" --tool "$TOOLS/edgesortd-recorded-detections" "$BINARY" "$LINE_TEST"

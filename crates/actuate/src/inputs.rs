@@ -37,6 +37,12 @@ pub(crate) fn watch_estop<I: EdgeInput>(mut input: I, shared: &Shared, clock: &d
     while !shared.stop.load(Ordering::SeqCst) {
         let waited = input.wait_edge(WATCH_POLL).map(|edge| {
             if let Some(edge) = edge {
+                // The outputs first, from this thread where it may; then the
+                // ejector thread, which drops the pending pulses.
+                let read_at = clock.now();
+                if edge.active && shared.force_low() {
+                    shared.estop_reacted(read_at, clock.now());
+                }
                 shared.estop_edge(edge.active, edge.at);
             }
         });

@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use crate::estop::{EstopState, ResetDone, ResetRefused};
 use crate::inputs::{EdgeInput, watch_encoder, watch_estop, watch_reset};
 use crate::realtime::{RealtimeStatus, make_realtime, set_fifo};
 use crate::wakeup::{Wakeup, no_timer_slack};
-use crate::{ActuateError, EjectorBank, Outcome, PulseReport, PulseRequest};
+use crate::{ActuateError, EjectorBank, ForceLow, Outcome, PulseReport, PulseRequest};
 
 /// With nothing due, the thread still wakes this often.
 const IDLE_WAKE: Duration = Duration::from_millis(50);
@@ -77,6 +77,11 @@ pub struct EstopStatus {
     /// From the latest trip's input edge (the kernel's timestamp for a GPIO
     /// line) to every output driven low.
     pub last_response: Option<Duration>,
+    /// The part of it in edgesort's hands: from the e-stop watcher reading
+    /// the press to every output driven low, where the watcher drives them
+    /// itself ([`EjectorScheduler::drive_low_on_estop`]). The rest is the
+    /// kernel's delivery of the edge and the scheduler's wake-up.
+    pub last_reaction: Option<Duration>,
 }
 
 /// The belt as the status shows it.
@@ -109,10 +114,23 @@ pub(crate) struct Shared {
     estop_fault: AtomicBool,
     /// ns; `u64::MAX` until the first trip.
     estop_response_ns: AtomicU64,
+    /// From the watcher reading the latest press to the outputs driven low
+    /// by it, ns; `u64::MAX` until then.
+    estop_reaction_ns: AtomicU64,
+    /// Presses and read errors, for status readers: they never take a lock
+    /// that the real-time threads take, or a reader preempted while holding
+    /// it would hold them up (priority inversion).
+    estop_trips: AtomicU64,
+    /// The belt's speed (f64 bits, mm/s) and encoder edges, published by
+    /// the ejector thread for the same reason.
+    belt_speed_bits: AtomicU64,
+    encoder_edges: AtomicU64,
     encoder: Mutex<Option<EncoderWatch>>,
     encoder_silent: AtomicBool,
     /// When the pipeline last saw parts move along the belt, ns; 0 never.
     motion_seen_ns: AtomicU64,
+    /// The outputs, for the e-stop watcher to drive low itself.
+    direct_low: OnceLock<Arc<dyn ForceLow>>,
     wakeup: Wakeup,
     pub(crate) stop: AtomicBool,
     abort: AtomicBool,
@@ -138,6 +156,7 @@ impl Shared {
                 level.trips += 1;
                 level.tripped_at = at;
             }
+            self.estop_trips.store(level.trips, Ordering::SeqCst);
         }
         self.estop_generation.fetch_add(1, Ordering::SeqCst);
         self.wake();
@@ -145,17 +164,39 @@ impl Shared {
 
     /// The e-stop input could not be read at `at`: it counts as pressed.
     pub(crate) fn estop_fault(&self, at: Timestamp) {
+        self.force_low();
         {
             let mut level = lock(&self.estop);
             if !level.fault {
                 level.trips += 1;
                 level.tripped_at = at;
+                self.estop_trips.store(level.trips, Ordering::SeqCst);
             }
             level.fault = true;
             level.changed_at = at;
         }
         self.estop_generation.fetch_add(1, Ordering::SeqCst);
         self.wake();
+    }
+
+    /// Drives the outputs low from the calling thread, where they were
+    /// handed over for it ([`EjectorScheduler::drive_low_on_estop`]).
+    /// Returns whether it did.
+    pub(crate) fn force_low(&self) -> bool {
+        let Some(outputs) = self.direct_low.get() else {
+            return false;
+        };
+        outputs.force_low();
+        true
+    }
+
+    /// The watcher read a press at `read_at` and drove the outputs low by
+    /// `low_at`.
+    pub(crate) fn estop_reacted(&self, read_at: Timestamp, low_at: Timestamp) {
+        self.estop_reaction_ns.store(
+            low_at.saturating_since(read_at).as_nanos() as u64,
+            Ordering::SeqCst,
+        );
     }
 
     /// Asks the ejector thread to look again.
@@ -187,6 +228,8 @@ pub struct EjectorScheduler {
     /// Input watchers run one step below the ejector thread: an e-stop edge
     /// must reach it ahead of ordinary work.
     watcher_priority: u8,
+    /// An encoder drives the belt.
+    encoder: bool,
 }
 
 impl EjectorScheduler {
@@ -199,6 +242,8 @@ impl EjectorScheduler {
     ) -> Self {
         let (commands, inbox) = std::sync::mpsc::sync_channel(options.queue);
         let (report_sender, reports) = std::sync::mpsc::sync_channel(REPORT_QUEUE);
+        let initial_speed = belt.speed_mm_s(clock.now());
+        let encoder = belt.has_encoder();
         let shared = Arc::new(Shared {
             belt: Mutex::new(belt),
             estop: Mutex::default(),
@@ -206,9 +251,14 @@ impl EjectorScheduler {
             estop_state: AtomicU8::new(EstopState::Clear.as_u8()),
             estop_fault: AtomicBool::new(false),
             estop_response_ns: AtomicU64::new(u64::MAX),
+            estop_reaction_ns: AtomicU64::new(u64::MAX),
+            estop_trips: AtomicU64::new(0),
+            belt_speed_bits: AtomicU64::new(initial_speed.to_bits()),
+            encoder_edges: AtomicU64::new(0),
             encoder: Mutex::new(None),
             encoder_silent: AtomicBool::new(false),
             motion_seen_ns: AtomicU64::new(0),
+            direct_low: OnceLock::new(),
             wakeup: Wakeup::new().expect("creating the ejector thread's eventfd"),
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
@@ -257,6 +307,7 @@ impl EjectorScheduler {
             watchers: Vec::new(),
             realtime,
             watcher_priority: options.realtime_priority.saturating_sub(1),
+            encoder,
         }
     }
 
@@ -288,6 +339,16 @@ impl EjectorScheduler {
                 })
                 .expect("spawning the e-stop thread"),
         );
+    }
+
+    /// Lets the e-stop watcher drive `outputs` low itself, on the thread that
+    /// reads the press, before the ejector thread hears of it: one thread
+    /// hand-over less between the button and the valves. `outputs` must
+    /// drive the bank's own lines (clones of its pins; a GPIO line request
+    /// may be written from any thread). The ejector thread then applies the
+    /// press as always, so a rise it was making at that instant ends low too.
+    pub fn drive_low_on_estop(&self, outputs: Arc<dyn ForceLow>) {
+        let _ = self.shared.direct_low.set(outputs);
     }
 
     /// Watches a belt encoder: each rising edge is belt travel. When the
@@ -393,13 +454,14 @@ impl EjectorScheduler {
 
     /// The e-stop latch, its input and its last response time.
     pub fn estop(&self) -> EstopStatus {
-        let level = *lock(&self.shared.estop);
         let response = self.shared.estop_response_ns.load(Ordering::SeqCst);
+        let reaction = self.shared.estop_reaction_ns.load(Ordering::SeqCst);
         EstopStatus {
             state: EstopState::from_u8(self.shared.estop_state.load(Ordering::SeqCst)),
             input_fault: self.shared.estop_fault.load(Ordering::SeqCst),
-            trips: level.trips,
+            trips: self.shared.estop_trips.load(Ordering::SeqCst),
             last_response: (response != u64::MAX).then(|| Duration::from_nanos(response)),
+            last_reaction: (reaction != u64::MAX).then(|| Duration::from_nanos(reaction)),
         }
     }
 
@@ -429,13 +491,12 @@ impl EjectorScheduler {
         request_reset(&self.commands, &self.shared)
     }
 
-    /// The belt's speed and encoder now.
+    /// The belt's speed and encoder, as of the ejector thread's last step.
     pub fn belt(&self) -> BeltStatus {
-        let belt = lock(&self.shared.belt);
         BeltStatus {
-            speed_mm_s: belt.speed_mm_s(self.clock.now()),
-            encoder: belt.has_encoder(),
-            encoder_edges: belt.edges_seen(),
+            speed_mm_s: f64::from_bits(self.shared.belt_speed_bits.load(Ordering::SeqCst)),
+            encoder: self.encoder,
+            encoder_edges: self.shared.encoder_edges.load(Ordering::SeqCst),
             encoder_silent: self.shared.encoder_silent.load(Ordering::SeqCst),
         }
     }
@@ -566,6 +627,12 @@ impl<P: OutputPin> Worker<P> {
                 let belt = lock(&self.shared.belt);
                 let reports = self.bank.service(now, &belt);
                 let deadline = self.bank.next_deadline(now, &belt);
+                self.shared
+                    .belt_speed_bits
+                    .store(belt.speed_mm_s(now).to_bits(), Ordering::SeqCst);
+                self.shared
+                    .encoder_edges
+                    .store(belt.edges_seen(), Ordering::SeqCst);
                 drop(belt);
                 self.emit(reports);
                 deadline

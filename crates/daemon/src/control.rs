@@ -422,6 +422,9 @@ impl Daemon {
                     last_response_ms: estop
                         .last_response
                         .map(|response| response.as_secs_f64() * 1e3),
+                    last_reaction_ms: estop
+                        .last_reaction
+                        .map(|reaction| reaction.as_secs_f64() * 1e3),
                     reset_input: config.gpio.reset.as_ref().map(|reset| reset.pin),
                     remote_reset: config
                         .gpio

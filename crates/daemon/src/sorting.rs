@@ -210,6 +210,7 @@ impl Sorter<'_> {
             reason: decision.reason.as_str().to_string(),
             decided_at_ns: self.shared.clock.now().as_nanos(),
             decided_unix_ms: unix_ms(),
+            seen_at_ns: Some(track.last_seen.as_nanos()),
             planned_fire_ns: decision.fire.map(|plan| plan.fire_at.as_nanos()),
             latencies,
         }))?;

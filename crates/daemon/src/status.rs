@@ -111,6 +111,9 @@ pub struct EstopView {
     pub trips: u64,
     /// From the latest trip's input edge to every output low, ms.
     pub last_response_ms: Option<f64>,
+    /// The part of it from the e-stop watcher reading the press to every
+    /// output low, ms (GPIO lines only); the rest is the kernel's delivery.
+    pub last_reaction_ms: Option<f64>,
     /// The reset button's header pin, if one is wired.
     pub reset_input: Option<u32>,
     /// Whether the API may reset the latch from another machine.

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use edgesort_actuate::{EjectorScheduler, FailSafe, SimulatedPin, force_all_low};
+use edgesort_actuate::{EjectorScheduler, FailSafe, ForceLow, SimulatedPin, force_all_low};
 use edgesort_api::Token;
 use edgesort_daemon::{
     Daemon, DaemonSetup, DetectorFactory, EngineInfo, ResetLog, WireInputs, cpu_detector,
@@ -195,11 +195,15 @@ fn start_line(
         return Ok((start(args, config, choose, pins, None)?, Vec::new()));
     }
     let present = chips()?;
-    let mut pins = Vec::new();
-    for ejector in &config.ejectors {
-        let line = resolve(&config.gpio.map, ejector.pin, &present)?;
-        pins.push(CdevOutput::request(&line).with_context(|| format!("ejector {}", ejector.lane))?);
-    }
+    let lines = config
+        .ejectors
+        .iter()
+        .map(|ejector| {
+            resolve(&config.gpio.map, ejector.pin, &present)
+                .with_context(|| format!("ejector {}", ejector.lane))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (pins, all_low) = CdevOutput::request_all(&lines).context("the ejector outputs")?;
     let failsafes: Vec<FailSafe> = pins
         .iter()
         .map(|pin| FailSafe::register(Arc::new(pin.clone())))
@@ -232,8 +236,10 @@ fn start_line(
         )),
         None => None,
     };
+    let direct: Arc<dyn ForceLow> = Arc::new(all_low);
     let inputs: WireInputs = Box::new(move |scheduler: &mut EjectorScheduler, log: ResetLog| {
         if let Some(estop) = estop {
+            scheduler.drive_low_on_estop(direct);
             scheduler.watch_estop(estop);
         }
         if let Some((pin, reset)) = reset {

@@ -30,7 +30,7 @@ use edgesort_actuate::{EdgeInput, ForceLow, InputEdge};
 use edgesort_types::Timestamp;
 use edgesort_types::board::{BoardMap, PinMapping};
 use embedded_hal::digital::{ErrorType, InputPin, OutputPin};
-use gpiocdev::line::{EdgeDetection, EdgeKind, EventClock, Value};
+use gpiocdev::line::{EdgeDetection, EdgeKind, EventClock, Value, Values};
 use gpiocdev::request::Request;
 
 pub use error::GpioError;
@@ -192,8 +192,76 @@ impl CdevOutput {
         })
     }
 
+    /// Requests several pins' lines as outputs, low, with one request per
+    /// chip, and returns them in order with a [`ForceLow`] that drives all
+    /// of them low in one call per chip (`GPIO_V2_LINE_SET_VALUES` over the
+    /// whole request): the e-stop's path to the valves is one system call,
+    /// not one per ejector.
+    pub fn request_all(pins: &[ResolvedPin]) -> Result<(Vec<CdevOutput>, AllLow), GpioError> {
+        let mut requests: Vec<(PathBuf, Arc<Request>, Values)> = Vec::new();
+        for pin in pins {
+            if requests.iter().any(|(chip, _, _)| *chip == pin.chip) {
+                continue;
+            }
+            let lines: Vec<u32> = pins
+                .iter()
+                .filter(|other| other.chip == pin.chip)
+                .map(|other| other.line)
+                .collect();
+            let request = Request::builder()
+                .on_chip(&pin.chip)
+                .with_consumer(CONSUMER)
+                .with_lines(&lines)
+                .as_output(Value::Inactive)
+                .request()
+                .map_err(|source| request_error(pin, source))?;
+            let mut low = Values::default();
+            for line in &lines {
+                low.set(*line, Value::Inactive);
+            }
+            requests.push((pin.chip.clone(), Arc::new(request), low));
+        }
+        let outputs = pins
+            .iter()
+            .map(|pin| {
+                let (_, request, _) = requests
+                    .iter()
+                    .find(|(chip, _, _)| *chip == pin.chip)
+                    .expect("every chip was requested above");
+                CdevOutput {
+                    request: request.clone(),
+                    line: pin.line,
+                }
+            })
+            .collect();
+        let all_low = AllLow {
+            requests: requests
+                .into_iter()
+                .map(|(_, request, low)| (request, low))
+                .collect(),
+        };
+        Ok((outputs, all_low))
+    }
+
     fn set(&self, value: Value) -> Result<(), gpiocdev::Error> {
         self.request.set_value(self.line, value)
+    }
+}
+
+/// Every output of [`CdevOutput::request_all`], driven low by one call per
+/// chip.
+#[derive(Debug)]
+pub struct AllLow {
+    requests: Vec<(Arc<Request>, Values)>,
+}
+
+impl ForceLow for AllLow {
+    fn force_low(&self) {
+        for (request, low) in &self.requests {
+            if let Err(error) = request.set_values(low) {
+                tracing::error!(%error, "cannot force the ejector outputs low");
+            }
+        }
     }
 }
 

@@ -427,6 +427,7 @@ impl Line<'_> {
             decided_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_millis() as i64),
+            seen_at_ns: Some(track.last_seen.as_nanos()),
             planned_fire_ns: decision.fire.map(|plan| plan.fire_at.as_nanos()),
             latencies,
         }));

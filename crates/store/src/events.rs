@@ -30,6 +30,9 @@ pub struct Event {
     /// Decision time, ns on the pipeline clock (`CLOCK_MONOTONIC`, as the
     /// fire times): the part was last seen a frame or two before.
     pub decided_at_ns: u64,
+    /// When the part was last seen, ns on the pipeline clock; its pulse is
+    /// planned from there. None in rows written before this was kept.
+    pub seen_at_ns: Option<u64>,
     /// Planned rising edge, ns on the pipeline clock; none without an ejector.
     pub planned_fire_ns: Option<u64>,
     /// When the output actually went high, ns on the pipeline clock.
@@ -54,7 +57,7 @@ pub struct HourlyCount {
 
 const EVENT_COLUMNS: &str = "event_id, run_id, part_id, decided_unix_ms, class, confidence, lane,
     reason, planned_fire_ns, actual_fire_ns, fire_outcome, decode_us, preprocess_us, inference_us,
-    postprocess_us, track_decide_us, decided_at_ns";
+    postprocess_us, track_decide_us, decided_at_ns, seen_at_ns";
 
 fn event_from_row(row: &Row) -> rusqlite::Result<Event> {
     let micros = |index| row.get::<_, i64>(index).map(|us| us as u64);
@@ -68,6 +71,7 @@ fn event_from_row(row: &Row) -> rusqlite::Result<Event> {
         lane: row.get(6)?,
         reason: row.get(7)?,
         decided_at_ns: row.get::<_, i64>(16)? as u64,
+        seen_at_ns: row.get::<_, Option<i64>>(17)?.map(|ns| ns as u64),
         planned_fire_ns: row.get::<_, Option<i64>>(8)?.map(|ns| ns as u64),
         actual_fire_ns: row.get::<_, Option<i64>>(9)?.map(|ns| ns as u64),
         fire_outcome: row.get(10)?,

@@ -3,8 +3,9 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-/// Kept in `PRAGMA user_version`; 0 is the layout before event ids.
-const SCHEMA_VERSION: i64 = 1;
+/// Kept in `PRAGMA user_version`; 0 is the layout before event ids, 1
+/// the one before parts kept when they were last seen.
+const SCHEMA_VERSION: i64 = 2;
 
 /// The `parts` table under `name`, so the upgrade can build the new layout
 /// beside the old one.
@@ -29,6 +30,7 @@ fn parts_table(name: &str) -> String {
             planned_fire_ns INTEGER,
             actual_fire_ns INTEGER,
             fire_outcome TEXT,
+            seen_at_ns INTEGER,
             decode_us INTEGER NOT NULL,
             preprocess_us INTEGER NOT NULL,
             inference_us INTEGER NOT NULL,
@@ -85,8 +87,11 @@ pub(crate) fn prepare(connection: &mut Connection) -> rusqlite::Result<()> {
             )
             .map(|count| count > 0)?;
         transaction.execute_batch(OTHER_TABLES)?;
-        if has_old_parts {
+        if has_old_parts && version == 0 {
             upgrade_from_v0(&transaction)?;
+        } else if has_old_parts {
+            // Version 1: one column more, NULL in the rows already there.
+            transaction.execute_batch("ALTER TABLE parts ADD COLUMN seen_at_ns INTEGER;")?;
         } else {
             transaction.execute_batch(&parts_table("parts"))?;
         }
@@ -220,6 +225,40 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.events_since(0, 10).unwrap().len(), 3);
         assert_eq!(store.hourly_counts(0).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_database_of_the_second_layout_gains_the_seen_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.sqlite");
+        let mut store = Store::open(&path).unwrap();
+        store.begin_run().unwrap();
+        store
+            .write_batch(&[StoreWrite::Part(part_at(1, "bolt", unix_ms_now()))])
+            .unwrap();
+        // Back to version 1's layout, as a box updated from it has it.
+        store
+            .connection
+            .execute_batch(
+                "UPDATE parts SET seen_at_ns = NULL;
+                 ALTER TABLE parts DROP COLUMN seen_at_ns;
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        drop(store);
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(pragma(&store, "user_version"), SCHEMA_VERSION);
+        store.begin_run().unwrap();
+        store
+            .write_batch(&[StoreWrite::Part(part_at(2, "nut", unix_ms_now()))])
+            .unwrap();
+        let seen: Vec<_> = store
+            .events_since(0, 10)
+            .unwrap()
+            .iter()
+            .map(|event| event.seen_at_ns)
+            .collect();
+        assert_eq!(seen, [None, Some(500)]);
     }
 
     #[test]

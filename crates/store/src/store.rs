@@ -40,6 +40,10 @@ pub struct PartRecord {
     /// Decision time on the wall clock, ms since the Unix epoch: what the
     /// hourly counters and age-based retention go by.
     pub decided_unix_ms: i64,
+    /// When the part was last seen (its deciding frame's capture), ns on the
+    /// pipeline clock: a pulse is planned from there; none in rows written
+    /// before this was kept.
+    pub seen_at_ns: Option<u64>,
     /// Planned rising edge, ns on the pipeline clock; none without an ejector.
     pub planned_fire_ns: Option<u64>,
     /// Latencies of the deciding frame.
@@ -201,8 +205,8 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO parts (run_id, part_id, class, confidence, lane, reason, decided_at_ns,
                          planned_fire_ns, decode_us, preprocess_us, inference_us, postprocess_us, track_decide_us,
-                         decided_unix_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                         decided_unix_ms, seen_at_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )
                 .map_err(write_error)?;
             let mut count_hour = transaction
@@ -242,6 +246,7 @@ impl Store {
                                 latencies.postprocess_us as i64,
                                 latencies.track_decide_us as i64,
                                 part.decided_unix_ms,
+                                part.seen_at_ns.map(|ns| ns as i64),
                             ])
                             .map_err(write_error)?;
                         count_class.execute([&part.class]).map_err(write_error)?;
@@ -293,7 +298,7 @@ impl Store {
             .prepare(
                 "SELECT part_id, class, confidence, lane, reason, decided_at_ns, planned_fire_ns,
                         decode_us, preprocess_us, inference_us, postprocess_us, track_decide_us,
-                        fire_outcome, actual_fire_ns, decided_unix_ms
+                        fire_outcome, actual_fire_ns, decided_unix_ms, seen_at_ns
                  FROM parts WHERE run_id = ?1 ORDER BY part_id",
             )
             .map_err(|source| self.read_error(source))?;
@@ -308,6 +313,7 @@ impl Store {
                     reason: row.get(4)?,
                     decided_at_ns: row.get::<_, i64>(5)? as u64,
                     decided_unix_ms: row.get(14)?,
+                    seen_at_ns: row.get::<_, Option<i64>>(15)?.map(|ns| ns as u64),
                     planned_fire_ns: row.get::<_, Option<i64>>(6)?.map(|ns| ns as u64),
                     latencies: StageLatencies {
                         decode_us: row.get::<_, i64>(7)? as u64,
@@ -372,6 +378,7 @@ pub(crate) mod tests {
             reason: "rule".into(),
             decided_at_ns: 1_000,
             decided_unix_ms,
+            seen_at_ns: Some(500),
             planned_fire_ns: Some(2_000),
             latencies: StageLatencies {
                 inference_us: 50_000,

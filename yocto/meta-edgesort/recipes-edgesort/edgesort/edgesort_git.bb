@@ -1,7 +1,7 @@
 SUMMARY = "edgesort: vision sorting line for Jetson Orin"
 DESCRIPTION = "The edgesortd daemon and the edgesort CLI, their systemd units, \
                the box configuration, the board pin maps, the demo detector, the INT8 \
-               calibration stills and the factory update slot."
+               calibration stills, the factory update slot and the demo clip."
 SECTION = "applications"
 # The binaries are Apache-2.0; the bundled detector carries Ultralytics'
 # AGPL-3.0 notice in its ONNX metadata (README.md, "Bundled assets").
@@ -90,6 +90,14 @@ do_install:append() {
     install -m 0644 ${S}/models/sorter_yolov8n_dynamic.onnx $factory/model/
     install -m 0644 ${S}/calibration/images/* $factory/calibration/images/
     install -m 0644 ${S}/board/pins/*.toml $factory/board/pins/
+
+    # The clip `edgesort demo` and `edgesort bench pipeline` play on the box
+    # (crates/edgesort/src/main.rs, BUNDLED_CLIP), as the .deb installs it:
+    # the frames and their ground truth, nothing a run left beside them.
+    demo=${D}${datadir}/edgesort/demo_clip
+    install -d $demo/frames
+    install -m 0644 ${S}/tests/data/demo_clip/frames/*.jpg $demo/frames/
+    install -m 0644 ${S}/tests/data/demo_clip/tracks.json $demo/
 
     # The box configuration the .deb installs too (board/edgesort-box.toml),
     # with this image's board and OS updater. The daemon saves PUT /config
