@@ -143,15 +143,13 @@ struct Pulse {
 /// emulated CPU, which the daemon needs too), at SCHED_FIFO 70: below the
 /// daemon's ejector and input threads, above everything else.
 struct Sampler {
-    stop: Arc<AtomicBool>,
     pulses: Arc<Mutex<Vec<Pulse>>>,
     high_mask: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: Background,
 }
 
 impl Sampler {
     fn start(sysfs: &Path) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
         let pulses = Arc::new(Mutex::new(Vec::new()));
         let high_mask = Arc::new(AtomicU64::new(0));
         let files: Vec<std::fs::File> = EJECTOR_LINES
@@ -159,8 +157,8 @@ impl Sampler {
             .map(|line| std::fs::File::open(sysfs.join(format!("sim_gpio{line}/value"))).unwrap())
             .collect();
         let thread = {
-            let (stop, pulses, high_mask) = (stop.clone(), pulses.clone(), high_mask.clone());
-            std::thread::spawn(move || {
+            let (pulses, high_mask) = (pulses.clone(), high_mask.clone());
+            Background::spawn(move |stop| {
                 fifo(70);
                 let mut open: [Option<usize>; 5] = [None; 5];
                 let mut buffer = [0u8; 4];
@@ -195,10 +193,9 @@ impl Sampler {
             })
         };
         Sampler {
-            stop,
             pulses,
             high_mask,
-            thread: Some(thread),
+            _thread: thread,
         }
     }
 
@@ -214,7 +211,24 @@ impl Sampler {
     }
 }
 
-impl Drop for Sampler {
+/// A thread that runs until dropped: it is handed the flag that says stop.
+struct Background {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    fn spawn(body: impl FnOnce(&AtomicBool) + Send + 'static) -> Background {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        Background {
+            stop,
+            thread: Some(std::thread::spawn(move || body(&flag))),
+        }
+    }
+}
+
+impl Drop for Background {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
@@ -228,19 +242,17 @@ impl Drop for Sampler {
 /// daemon (SCHED_FIFO 90): a real encoder is hardware, and the VM's one
 /// emulated CPU must not make it late.
 struct Encoder {
-    stop: Arc<AtomicBool>,
     /// The latest an edge came after its due time, µs.
     worst_lag_us: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<u64>>,
+    _thread: Background,
 }
 
 impl Encoder {
     fn start(sim: &Arc<Sim>, counts_per_s: f64) -> Encoder {
-        let stop = Arc::new(AtomicBool::new(false));
         let worst_lag_us = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (sim, stop, worst) = (sim.clone(), stop.clone(), worst_lag_us.clone());
-            std::thread::spawn(move || {
+            let (sim, worst) = (sim.clone(), worst_lag_us.clone());
+            Background::spawn(move |stop| {
                 fifo(90);
                 let half = Duration::from_secs_f64(0.5 / counts_per_s);
                 let start = Instant::now();
@@ -255,22 +267,11 @@ impl Encoder {
                     }
                     edges += 1;
                 }
-                edges
             })
         };
         Encoder {
-            stop,
             worst_lag_us,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Encoder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            _thread: thread,
         }
     }
 }
