@@ -51,6 +51,20 @@ fn ms(nanos: i128) -> f64 {
     nanos as f64 / 1e6
 }
 
+/// Prints pulse timing errors (ms) and checks them: median within 2 ms,
+/// none past the emulation's tail.
+fn check_timing(what: &str, errors: &[f64]) {
+    let worst = errors
+        .iter()
+        .fold(0.0f64, |worst, error| worst.max(error.abs()));
+    let median = median(errors);
+    println!(
+        "FIGURE {what}: {} pulses, {errors:.2?} ms, median {median:.2} ms, worst {worst:.2} ms",
+        errors.len()
+    );
+    assert!(median.abs() < 2.0 && worst < TIMING_TAIL_MS, "{errors:?}");
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -581,43 +595,24 @@ fn edgesortd_sorts_stops_resets_and_follows_the_encoder_on_a_real_gpio_chip() {
         .iter()
         .map(|(_, planned, actual, _)| ms(actual - planned))
         .collect();
-    let worst = errors
-        .iter()
-        .fold(0.0f64, |worst, error| worst.max(error.abs()));
-    println!(
-        "FIGURE full encoder rate: {} pulses, fire - plan {errors:.2?} ms, median {:.2} ms, \
-         worst {worst:.2} ms",
-        full.len(),
-        median(&errors)
-    );
-    assert!(
-        median(&errors).abs() < 2.0 && worst < TIMING_TAIL_MS,
-        "{errors:?}"
-    );
+    check_timing("full encoder rate: fire - plan", &errors);
 
     // Half the rate: the encoder says the belt runs at half its speed, so
     // each part takes twice as long from its last sighting to its ejector:
     // its pulse is due at `seen + 2 * (planned - seen)`.
     let half = sort_the_clip(&sim, "half", 18082, 0.5);
-    let errors: Vec<f64> = half
-        .iter()
-        .map(|(_, planned, actual, seen)| ms(actual - (2 * planned - seen)))
-        .collect();
     let later: Vec<f64> = half
         .iter()
         .map(|(_, planned, actual, _)| ms(actual - planned))
         .collect();
-    let worst = errors
+    println!("[half] pulses {later:.0?} ms after the full-speed plan");
+    let errors: Vec<f64> = half
         .iter()
-        .fold(0.0f64, |worst, error| worst.max(error.abs()));
-    println!(
-        "FIGURE half encoder rate: {} pulses, {later:.0?} ms after the full-speed plan; \
-         fire - (seen + 2 (plan - seen)) {errors:.2?} ms, worst {worst:.2} ms",
-        half.len()
-    );
-    assert!(
-        median(&errors).abs() < 2.0 && worst < TIMING_TAIL_MS,
-        "{errors:?}"
+        .map(|(_, planned, actual, seen)| ms(actual - (2 * planned - seen)))
+        .collect();
+    check_timing(
+        "half encoder rate: fire - (seen + 2 (plan - seen))",
+        &errors,
     );
 
     // No edges at all while parts move: the alarm, and no pulse.
