@@ -39,9 +39,11 @@ edgesort_workspace_lock() {
     install -D -m 0644 ${S}/Cargo.lock ${CARGO_LOCK_SRC_DIR}/Cargo.lock
 }
 
-# The root package holds only the system tests; the box runs these two.
+# The root package holds only the system tests; the box runs these two
+# binaries, named so that edgesortd's test double
+# (edgesortd-recorded-detections, for the gpio-sim VM test) is never built.
 # require-tensorrt: no image ships without the TensorRT shim by accident.
-CARGO_BUILD_FLAGS:append = " -p edgesort -p edgesortd --features edgesort-tensorrt-sys/require-tensorrt"
+CARGO_BUILD_FLAGS:append = " -p edgesort -p edgesortd --bin edgesort --bin edgesortd --features edgesort-tensorrt-sys/require-tensorrt"
 # The CLI's default --config is then /etc/edgesort/edgesort.toml, and no
 # path of the build machine is compiled in (crates/edgesort/src/main.rs).
 export EDGESORT_PACKAGED = "1"
