@@ -40,6 +40,15 @@ fi
 started=$SECONDS
 
 # qemu runs the chroot's arm64 programs.
+# qemu-user-static: the interpreter that binfmt_misc entry names (F opens it
+# at registration); arch-test: mmdebstrap's check of a foreign architecture,
+# which --no-install-recommends would leave out.
+missing=()
+[ -x /usr/bin/qemu-aarch64-static ] || missing+=(qemu-user-static)
+command -v arch-test >/dev/null || missing+=(arch-test)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get install -y --no-install-recommends "${missing[@]}"
+fi
 scripts/register-qemu-aarch64.sh
 
 mkdir -p "$work"
@@ -48,8 +57,10 @@ if [ ! -f "$tarball" ]; then
     # systemd and udev: the package enables units with deb-systemd-helper
     # and reloads udev rules; adduser: its postinst creates the user.
     nice -n 19 mmdebstrap --variant=minbase --architectures=arm64 \
-        --include=systemd,udev,adduser bookworm "$tarball.partial" http://deb.debian.org/debian
-    mv "$tarball.partial" "$tarball"
+        --include=systemd,udev,adduser bookworm "$work/partial.tar.gz" http://deb.debian.org/debian
+    # mmdebstrap picks the output format from the name's extension: a name
+    # ending in .partial would make it write a directory.
+    mv "$work/partial.tar.gz" "$tarball"
 fi
 
 cleanup() {
