@@ -327,17 +327,25 @@ impl EjectorScheduler {
             true
         });
         self.shared.estop_edge(active, self.clock.now());
-        let shared = self.shared.clone();
         let clock = self.clock.clone();
+        self.spawn_watcher("estop", move |shared| {
+            watch_estop(input, shared, clock.as_ref())
+        });
+    }
+
+    /// Runs an input watcher on a thread of its own, one step below the
+    /// ejector thread's real-time priority.
+    fn spawn_watcher(&mut self, name: &str, watch: impl FnOnce(&Shared) + Send + 'static) {
+        let shared = self.shared.clone();
         let priority = self.watcher_priority;
         self.watchers.push(
             std::thread::Builder::new()
-                .name("estop".into())
+                .name(name.into())
                 .spawn(move || {
                     let _ = set_fifo(priority);
-                    watch_estop(input, &shared, clock.as_ref())
+                    watch(&shared)
                 })
-                .expect("spawning the e-stop thread"),
+                .unwrap_or_else(|error| panic!("spawning the {name} thread: {error}")),
         );
     }
 
@@ -364,17 +372,7 @@ impl EjectorScheduler {
             },
             since: self.clock.now(),
         });
-        let shared = self.shared.clone();
-        let priority = self.watcher_priority;
-        self.watchers.push(
-            std::thread::Builder::new()
-                .name("encoder".into())
-                .spawn(move || {
-                    let _ = set_fifo(priority);
-                    watch_encoder(input, &shared)
-                })
-                .expect("spawning the encoder thread"),
-        );
+        self.spawn_watcher("encoder", move |shared| watch_encoder(input, shared));
     }
 
     /// Watches a reset input (a momentary button): each press asks for an
@@ -385,20 +383,10 @@ impl EjectorScheduler {
         input: I,
         on_press: impl Fn(Result<ResetDone, ResetRefused>) + Send + 'static,
     ) {
-        let shared = self.shared.clone();
         let commands = self.commands.clone();
-        let priority = self.watcher_priority;
-        self.watchers.push(
-            std::thread::Builder::new()
-                .name("estop-reset".into())
-                .spawn(move || {
-                    let _ = set_fifo(priority);
-                    watch_reset(input, &shared, || {
-                        on_press(request_reset(&commands, &shared))
-                    })
-                })
-                .expect("spawning the reset input's thread"),
-        );
+        self.spawn_watcher("estop-reset", move |shared| {
+            watch_reset(input, shared, || on_press(request_reset(&commands, shared)))
+        });
     }
 
     /// The pipeline saw parts move along the belt at `at` (a part left the
@@ -463,12 +451,6 @@ impl EjectorScheduler {
             last_response: (response != u64::MAX).then(|| Duration::from_nanos(response)),
             last_reaction: (reaction != u64::MAX).then(|| Duration::from_nanos(reaction)),
         }
-    }
-
-    /// Whether the e-stop latch holds the outputs low (pressed, or released
-    /// and not yet reset).
-    pub fn estop_tripped(&self) -> bool {
-        self.estop().state != EstopState::Clear
     }
 
     /// Times each output has been driven from low to high, at the thread's
