@@ -59,7 +59,7 @@ struct Api {
 }
 
 /// Where uploaded update packages go and which keys they must be signed
-/// with: the configuration's `[ota]`.
+/// with: the `[ota]` of root's system file.
 #[derive(Clone)]
 pub struct Updates {
     /// The OTA folder.
@@ -225,6 +225,9 @@ async fn put_config(
         Ok(Ok(applied)) => axum::Json(applied).into_response(),
         Ok(Err(ConfigRejected::Invalid(error))) => {
             error_response(StatusCode::BAD_REQUEST, &error_chain(&error))
+        }
+        Ok(Err(error @ ConfigRejected::NotEditable { .. })) => {
+            error_response(StatusCode::FORBIDDEN, &error.to_string())
         }
         Ok(Err(error)) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
         Err(response) => response,

@@ -68,15 +68,17 @@ fn config_changes_are_validated_audited_and_applied_live_where_safe() {
     assert_eq!(applied["on_restart"], serde_json::json!([]));
     assert_eq!(std::fs::read_to_string(&config_path).unwrap(), stricter);
 
-    // A camera change waits for a restart, and GET says so.
-    let faster = stricter.replace("fps = 60.0", "fps = 30.0");
-    let (code, body) = line.call("PUT", "/config", Some(&faster));
+    // A tracking change waits for a restart.
+    let wider = stricter.replace("gate_px = 24.0", "gate_px = 20.0");
+    assert_ne!(wider, stricter);
+    let (code, body) = line.call("PUT", "/config", Some(&wider));
     assert_eq!(code, 200, "{body}");
     let applied: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(applied["on_restart"], serde_json::json!(["camera"]));
+    assert_eq!(applied["on_restart"], serde_json::json!(["tracking"]));
     let (_, pins, config) = line.stop();
 
-    // Both accepted changes are in the audit log, newest first, with who.
+    // Both accepted changes are in the audit log, newest first, with who,
+    // field by field.
     let store = Store::open(&config.store.path).unwrap();
     let audit = store.audit_log(10).unwrap();
     let puts: Vec<_> = audit
@@ -84,13 +86,78 @@ fn config_changes_are_validated_audited_and_applied_live_where_safe() {
         .filter(|entry| entry.action == "config.put")
         .collect();
     assert_eq!(puts.len(), 2, "{audit:?}");
-    assert!(
-        puts[0].detail.contains("camera") && puts[1].detail.contains("rules"),
+    let changes = |detail: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(detail).unwrap()["changes"].clone()
+    };
+    assert_eq!(
+        changes(&puts[0].detail),
+        serde_json::json!([{"field": "tracking.gate_px", "before": 24.0, "after": 20.0}]),
         "{audit:?}"
     );
+    let floor = changes(&puts[1].detail);
+    assert_eq!(floor.as_array().map(Vec::len), Some(1), "{audit:?}");
+    assert_eq!(floor[0]["field"], "rules.confidence_floor", "{audit:?}");
+    assert_eq!(floor[0]["before"], 0.5, "{audit:?}");
     assert!(
         puts.iter()
             .all(|entry| entry.actor.starts_with("api 127.0.0.1:"))
+    );
+    drop(pins);
+}
+
+/// Issue 23: `PUT /config` edits only rules, ejectors, tracking, safety and
+/// store retention. Everything else (what root acts on among it) is
+/// refused with 403, named, audited, and the file is left as it was.
+#[test]
+fn a_config_put_outside_the_editable_sections_is_refused_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(dir.path(), false);
+    let line = Line::start(&config_path);
+    let (_, original) = line.call("GET", "/config", None);
+    let attempts = [
+        (
+            "ota",
+            format!(
+                "{original}\n[ota]\nrestart_command = [\"/bin/sh\", \"-c\", \"id > /tmp/owned\"]\n"
+            ),
+        ),
+        ("camera", original.replace("fps = 60.0", "fps = 30.0")),
+        (
+            "api",
+            original.replace("token_file = \"api-token\"", "token_file = \"/etc/shadow\""),
+        ),
+        (
+            "engine",
+            original.replace("keep_engines = 3", "keep_engines = 9"),
+        ),
+        (
+            "store.path",
+            original.replace("events.sqlite", "elsewhere.sqlite"),
+        ),
+    ];
+    for (field, text) in &attempts {
+        assert_ne!(text, &original, "{field}: the test changes nothing");
+        let (code, body) = line.call("PUT", "/config", Some(text));
+        assert_eq!(code, 403, "{field}: {body}");
+        assert!(
+            body.contains(&format!("changes {field}")),
+            "{field}: {body}"
+        );
+        assert_eq!(std::fs::read_to_string(&config_path).unwrap(), original);
+    }
+    let (_, pins, config) = line.stop();
+    let store = Store::open(&config.store.path).unwrap();
+    let refused: Vec<_> = store
+        .audit_log(20)
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.action == "config.put.refused")
+        .collect();
+    assert_eq!(refused.len(), attempts.len(), "{refused:?}");
+    // The newest first: the store.path attempt, its field diff kept.
+    assert!(
+        refused[0].detail.contains("\"field\":\"store.path\""),
+        "{refused:?}"
     );
     drop(pins);
 }

@@ -17,7 +17,7 @@ use embedded_hal::digital::OutputPin;
 use serde::Serialize;
 
 use crate::capture::capture_stage;
-use crate::config_change::{changed_sections, split};
+use crate::config_change::{changed_sections, check_editable, field_changes, split};
 use crate::inference::{Detect, inference_stage};
 use crate::sorting::sorting_stage;
 use crate::stage::{Shared, StageName, lock, supervise};
@@ -472,16 +472,33 @@ impl Daemon {
 
     /// Checks `text` as a whole configuration, saves it (atomically) and
     /// applies what is safe to apply live; `actor` goes into the audit log.
-    /// An invalid one changes nothing.
+    /// An invalid one changes nothing, and so does one that changes more
+    /// than the API may (`NotEditable`, audited as `config.put.refused`).
     pub fn put_config(&self, text: &str, actor: &str) -> Result<ConfigApplied, ConfigRejected> {
         let new = Config::from_file_text(text, &self.config_path)?;
+        // The file as saved, which is what the caller edited; the running
+        // configuration where the file cannot be read back.
+        let saved = std::fs::read_to_string(&self.config_path)
+            .ok()
+            .and_then(|text| Config::from_file_text(&text, &self.config_path).ok())
+            .unwrap_or_else(|| (*self.shared.config()).clone());
+        if let Err(refused) = check_editable(&saved, &new) {
+            let detail = serde_json::json!({
+                "file": self.config_path.display().to_string(),
+                "refused": refused.to_string(),
+                "changes": field_changes(&saved, &new),
+            });
+            self.audit(actor, "config.put.refused", &detail.to_string());
+            tracing::warn!(actor, "{refused}");
+            return Err(refused);
+        }
         write_atomically(&self.config_path, text.as_bytes()).map_err(|source| {
             ConfigRejected::Save {
                 path: self.config_path.clone(),
                 source,
             }
         })?;
-        Ok(self.apply_config(&new, actor, "config.put"))
+        Ok(self.apply_config(&new, &saved, actor, "config.put"))
     }
 
     /// Reads the configuration file again (a technician edited it; SIGHUP,
@@ -495,12 +512,20 @@ impl Daemon {
                 source,
             })?;
         let new = Config::from_file_text(&text, &self.config_path)?;
-        Ok(self.apply_config(&new, actor, "config.reload"))
+        let running = (*self.shared.config()).clone();
+        Ok(self.apply_config(&new, &running, actor, "config.reload"))
     }
 
     /// Puts the live sections of `new` in force, notes the rest as waiting
-    /// for a restart, and audits the change as `action`.
-    fn apply_config(&self, new: &Config, actor: &str, action: &str) -> ConfigApplied {
+    /// for a restart, and audits the change as `action`, field by field
+    /// against `before`.
+    fn apply_config(
+        &self,
+        new: &Config,
+        before: &Config,
+        actor: &str,
+        action: &str,
+    ) -> ConfigApplied {
         let running = self.shared.config();
         let changed = changed_sections(&running, new);
         let applied = split(&changed);
@@ -516,6 +541,7 @@ impl Daemon {
             "file": self.config_path.display().to_string(),
             "live": applied.live,
             "on_restart": applied.on_restart,
+            "changes": field_changes(before, new),
         });
         self.audit(actor, action, &detail.to_string());
         tracing::info!(actor, live = ?applied.live, on_restart = ?applied.on_restart, "configuration changed");

@@ -19,7 +19,7 @@ use edgesort_ota::{
 use edgesort_provision::{
     SystemFiles, engine_inputs, model_input, prepare_engine, probe, tract_reference, workspace_for,
 };
-use edgesort_types::config::Config;
+use edgesort_types::config::{Config, SYSTEM_CONFIG_PATH, SystemConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::BUNDLED_CONFIG;
@@ -132,28 +132,55 @@ pub enum OtaCommand {
     },
 }
 
-/// The box's configuration, which says where the slots, keys and daemon
-/// are.
+/// The box's settings: root's (`system.toml`: the slots, keys and
+/// commands) and the line's (`edgesort.toml`: the model and engine to
+/// prepare, where the daemon listens).
 #[derive(clap::Args, Clone)]
 pub struct BoxArgs {
-    /// The box's configuration (its `[ota]`, `[api]` and `engine.data_dir`).
+    /// The line's configuration: the model and engine settings an update
+    /// prepares, and the daemon's `[api]`.
     #[arg(long, default_value = BUNDLED_CONFIG)]
     config: PathBuf,
+    /// Root's settings (`[ota]`, `data_dir`); refused unless root (or the
+    /// user running this) owns it and nobody else may write it.
+    #[arg(long, default_value = SYSTEM_CONFIG_PATH)]
+    system: PathBuf,
     /// The trusted keys instead of `ota.trusted_keys`.
     #[arg(long)]
     keys: Option<PathBuf>,
 }
 
+/// What [`BoxArgs::load`] found.
+struct BoxSettings {
+    /// The line's configuration, its data folder replaced by root's.
+    config: Config,
+    config_path: PathBuf,
+    system: SystemConfig,
+    ota: OtaDir,
+    keys: PathBuf,
+}
+
 impl BoxArgs {
-    fn load(&self) -> Result<(Config, OtaDir, PathBuf)> {
-        let config = Config::load(&self.config)
+    fn load(&self) -> Result<BoxSettings> {
+        let system = SystemConfig::load(&self.system)
+            .with_context(|| format!("loading {}", self.system.display()))?;
+        let mut config = Config::load(&self.config)
             .with_context(|| format!("loading {}", self.config.display()))?;
-        let ota = OtaDir::new(&config.ota.dir);
+        // The daemon may rewrite edgesort.toml: what root writes (engines
+        // for a new slot) goes where root's file says.
+        config.engine.data_dir = system.data_dir.clone();
+        let ota = OtaDir::new(&system.ota.dir);
         let keys = self
             .keys
             .clone()
-            .unwrap_or_else(|| config.ota.trusted_keys.clone());
-        Ok((config, ota, keys))
+            .unwrap_or_else(|| system.ota.trusted_keys.clone());
+        Ok(BoxSettings {
+            config,
+            config_path: self.config.clone(),
+            system,
+            ota,
+            keys,
+        })
     }
 }
 
@@ -194,8 +221,7 @@ pub fn run_ota_command(command: OtaCommand) -> Result<()> {
             Ok(())
         }
         OtaCommand::Verify { package, box_args } => {
-            let (_, _, keys) = box_args.load()?;
-            let keys = TrustedKeys::load(&keys)?;
+            let keys = TrustedKeys::load(&box_args.load()?.keys)?;
             let verified = VerifiedPackage::open(&package, &keys, SystemTime::now())?;
             verified.check_payloads()?;
             let manifest = &verified.manifest;
@@ -227,11 +253,10 @@ pub fn run_ota_command(command: OtaCommand) -> Result<()> {
             box_args,
         } => status(verify, json, &box_args),
         OtaCommand::Rollback { reason, box_args } => {
-            let (config, ota, keys) = box_args.load()?;
-            let keys = TrustedKeys::load(&keys).unwrap_or_default();
-            let outcome = with_installer(&config, &ota, &keys, &box_args, |installer| {
-                installer.rollback(&reason)
-            })?;
+            let settings = box_args.load()?;
+            let keys = TrustedKeys::load(&settings.keys).unwrap_or_default();
+            let outcome =
+                with_installer(&settings, &keys, |installer| installer.rollback(&reason))?;
             report(outcome)
         }
         OtaCommand::Recover {
@@ -272,15 +297,15 @@ fn keygen(id: &str, expires: &str, out: &Path) -> Result<()> {
 }
 
 fn install(source: &str, force: Option<&str>, box_args: &BoxArgs) -> Result<()> {
-    let (config, ota, keys) = box_args.load()?;
-    let keys = TrustedKeys::load(&keys)?;
+    let settings = box_args.load()?;
+    let keys = TrustedKeys::load(&settings.keys)?;
     let downloaded = source.starts_with("http://") || source.starts_with("https://");
     let package = if downloaded {
-        download(source, &ota)?
+        download(source, &settings.ota)?
     } else {
         PathBuf::from(source)
     };
-    let outcome = with_installer(&config, &ota, &keys, box_args, |installer| {
+    let outcome = with_installer(&settings, &keys, |installer| {
         installer.install(&package, force)
     });
     if downloaded {
@@ -291,15 +316,16 @@ fn install(source: &str, force: Option<&str>, box_args: &BoxArgs) -> Result<()> 
 }
 
 fn install_queued(box_args: &BoxArgs) -> Result<()> {
-    let (config, ota, keys) = box_args.load()?;
-    let keys = TrustedKeys::load(&keys)?;
+    let settings = box_args.load()?;
+    let keys = TrustedKeys::load(&settings.keys)?;
+    let ota = &settings.ota;
     let mut failures = 0;
     for package in ota.queued()? {
         let version = VerifiedPackage::open(&package, &keys, SystemTime::now())
             .ok()
             .map(|verified| verified.manifest.version);
         println!("Installing {}", package.display());
-        let outcome = with_installer(&config, &ota, &keys, box_args, |installer| {
+        let outcome = with_installer(&settings, &keys, |installer| {
             installer.install(&package, None)
         });
         match outcome {
@@ -340,28 +366,40 @@ fn report(outcome: Outcome) -> Result<()> {
 /// restarts the line, the daemon's API reports its health, TensorRT (when
 /// the box has it) builds engines at low priority.
 fn with_installer(
-    config: &Config,
-    ota: &OtaDir,
+    settings: &BoxSettings,
     keys: &TrustedKeys,
-    box_args: &BoxArgs,
     work: impl FnOnce(&mut Installer) -> Result<Outcome, edgesort_ota::OtaError>,
 ) -> Result<Outcome> {
+    let BoxSettings {
+        config,
+        config_path,
+        system,
+        ota,
+        ..
+    } = settings;
     let facts = probe(&SystemFiles::default());
-    let board = match (&config.ota.board, &facts.board) {
+    let board = match (&system.ota.board, &facts.board) {
         (Some(board), _) => board.clone(),
         (None, Some(model)) => {
             board_id(model).with_context(|| format!("which board is {model:?}? set ota.board"))?
         }
         (None, None) => bail!("this is not a Jetson and ota.board is not set"),
     };
-    let api = ApiArgs {
-        config: box_args.config.clone(),
-        url: None,
-        token: None,
-    };
+    let data_dir = system.data_dir.clone();
+    let token_file = config.api.token_file.clone();
+    let config_path = config_path.clone();
     let mut line = CommandLine {
-        restart: config.ota.restart_command.clone(),
+        restart: system.ota.restart_command.clone(),
         probe: move || -> Result<DaemonHealth, String> {
+            // Root reads the daemon's token only from root's data folder, and
+            // never through a link the daemon planted.
+            let token =
+                read_daemon_token(&data_dir, &token_file).map_err(|error| format!("{error:#}"))?;
+            let api = ApiArgs {
+                config: config_path.clone(),
+                url: None,
+                token: Some(token),
+            };
             let client = Client::new(&api).map_err(|error| format!("{error:#}"))?;
             let status = client
                 .get_json("/status")
@@ -389,13 +427,13 @@ fn with_installer(
         keys,
         board,
         criteria: HealthCriteria {
-            deadline: Duration::from_secs(config.ota.health_deadline_s),
-            min_frames: config.ota.health_min_frames,
-            max_restarts: config.ota.health_max_restarts,
+            deadline: Duration::from_secs(system.ota.health_deadline_s),
+            min_frames: system.ota.health_min_frames,
+            max_restarts: system.ota.health_max_restarts,
             poll: Duration::from_millis(500),
         },
-        reserve_bytes: config.ota.reserve_mib << 20,
-        os_update_command: config.ota.os_update_command.clone(),
+        reserve_bytes: system.ota.reserve_mib << 20,
+        os_update_command: system.ota.os_update_command.clone(),
         line: &mut line,
         engine: &mut engine,
         progress: &mut progress,
@@ -403,6 +441,26 @@ fn with_installer(
     let outcome = work(&mut installer);
     bar.finish_and_clear();
     Ok(outcome?)
+}
+
+/// The daemon's API token, as root may read it: the file named by
+/// `api.token_file`, looked up in root's data folder whatever folder the
+/// line's configuration names, opened only if it is a regular file there.
+fn read_daemon_token(data_dir: &Path, token_file: &Path) -> Result<String> {
+    let name = token_file
+        .file_name()
+        .with_context(|| format!("api.token_file {} names no file", token_file.display()))?;
+    let path = data_dir.join(name);
+    let mut text = String::new();
+    edgesort_types::open_regular(&path)
+        .and_then(|file| file.take(4096).read_to_string(&mut text))
+        .with_context(|| {
+            format!(
+                "reading the daemon's API token from {} (a regular file in data_dir)",
+                path.display()
+            )
+        })?;
+    Ok(text.trim().to_owned())
 }
 
 fn describe(event: &Event) -> String {
@@ -544,7 +602,7 @@ fn download(url: &str, ota: &OtaDir) -> Result<PathBuf> {
 }
 
 fn status(verify: bool, json: bool, box_args: &BoxArgs) -> Result<()> {
-    let (_, ota, _) = box_args.load()?;
+    let ota = box_args.load()?.ota;
     let Some(state) = ota.state()? else {
         bail!(edgesort_ota::OtaError::NotInitialized);
     };
@@ -605,7 +663,7 @@ fn recover(
     factory_version: semver::Version,
     box_args: &BoxArgs,
 ) -> Result<()> {
-    let (_, ota, _) = box_args.load()?;
+    let ota = box_args.load()?.ota;
     let Some(lock) = ota.try_lock()? else {
         println!("An update is in progress; its installer will finish or undo it.");
         return Ok(());

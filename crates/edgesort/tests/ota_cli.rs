@@ -34,22 +34,28 @@ fn ok(output: Output) -> String {
     text(&output)
 }
 
-/// A box configuration with its data partition and trusted keys in `dir`.
-fn box_config(dir: &Path, keys: &Path) -> PathBuf {
+/// A box's line configuration and root's system file, with its data
+/// partition and trusted keys in `dir`.
+fn box_config(dir: &Path, keys: &Path) -> (PathBuf, PathBuf) {
     let repo = repo();
     let config = std::fs::read_to_string(repo.join("board/edgesort.toml"))
         .unwrap()
         .replace("\"../", &format!("\"{}/", repo.display()))
         .replace("\"pins/", &format!("\"{}/board/pins/", repo.display()))
+        .replace("/var/lib/edgesort", &dir.join("data").display().to_string());
+    let path = dir.join("edgesort.toml");
+    std::fs::write(&path, config).unwrap();
+    let system = std::fs::read_to_string(repo.join("board/system.toml"))
+        .unwrap()
         .replace("/var/lib/edgesort", &dir.join("data").display().to_string())
         .replace(
             "/usr/share/edgesort/ota-keys.toml",
             &keys.display().to_string(),
         )
         .replace("[ota]\n", "[ota]\nboard = \"orin-nano\"\n");
-    let path = dir.join("edgesort.toml");
-    std::fs::write(&path, config).unwrap();
-    path
+    let system_path = dir.join("system.toml");
+    std::fs::write(&system_path, system).unwrap();
+    (path, system_path)
 }
 
 /// Serves `body` to one HTTP GET on a loopback port; returns its URL.
@@ -102,8 +108,8 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
     );
     assert_eq!(mode & 0o777, 0o600);
     std::fs::write(path("ota-keys.toml"), &stanza).unwrap();
-    let config = box_config(dir.path(), &path("ota-keys.toml"));
-    let config = arg(&config);
+    let (config, system) = box_config(dir.path(), &path("ota-keys.toml"));
+    let (config, system) = (arg(&config), arg(&system));
 
     // Release 1.1.0: new configuration defaults.
     std::fs::create_dir_all(path("release/config")).unwrap();
@@ -123,7 +129,9 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
         "--out",
         &package,
     ]));
-    let unsigned = edgesort(&["ota", "verify", &package, "--config", &config]);
+    let unsigned = edgesort(&[
+        "ota", "verify", &package, "--config", &config, "--system", &system,
+    ]);
     assert_eq!(unsigned.status.code(), Some(3), "{}", text(&unsigned));
     assert!(
         text(&unsigned).contains("not signed"),
@@ -137,7 +145,9 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
         "--key",
         &arg(&path("release.key")),
     ]));
-    let verified = ok(edgesort(&["ota", "verify", &package, "--config", &config]));
+    let verified = ok(edgesort(&[
+        "ota", "verify", &package, "--config", &config, "--system", &system,
+    ]));
     assert!(
         verified.contains("Version 1.1.0") && verified.contains("signed by release-2026"),
         "{verified}"
@@ -157,6 +167,8 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
         &arg(&path("tampered.esu")),
         "--config",
         &config,
+        "--system",
+        &system,
     ]);
     assert_eq!(tampered.status.code(), Some(3));
     assert!(
@@ -177,6 +189,8 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
         "recover",
         "--config",
         &config,
+        "--system",
+        &system,
         "--factory",
         &arg(&path("factory")),
         "--factory-version",
@@ -194,6 +208,8 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
         &arg(&path("tampered.esu")),
         "--config",
         &config,
+        "--system",
+        &system,
     ]);
     assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
     assert!(text(&refused).contains("tampered"), "{}", text(&refused));
@@ -202,7 +218,9 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
     // From a URL: downloaded onto the data partition, refused the same way,
     // and not kept.
     let url = serve_once(std::fs::read(path("tampered.esu")).unwrap());
-    let refused = edgesort(&["ota", "install", &url, "--config", &config]);
+    let refused = edgesort(&[
+        "ota", "install", &url, "--config", &config, "--system", &system,
+    ]);
     assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
     assert!(text(&refused).contains("tampered"), "{}", text(&refused));
     assert_eq!(
@@ -221,7 +239,14 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
         path("data/ota/incoming/queued/edgesort-1.1.0.esu"),
     )
     .unwrap();
-    let queued = edgesort(&["ota", "install-queued", "--config", &config]);
+    let queued = edgesort(&[
+        "ota",
+        "install-queued",
+        "--config",
+        &config,
+        "--system",
+        &system,
+    ]);
     assert!(!queued.status.success());
     assert!(
         text(&queued).contains("1 queued package(s) were not installed"),
@@ -235,7 +260,7 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
         0
     );
     let status: serde_json::Value = serde_json::from_str(&ok(edgesort(&[
-        "ota", "status", "--json", "--verify", "--config", &config,
+        "ota", "status", "--json", "--verify", "--config", &config, "--system", &system,
     ])))
     .unwrap();
     assert_eq!(status["state"]["committed"]["slot"], "a");

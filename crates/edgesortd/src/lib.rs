@@ -27,7 +27,7 @@ use edgesort_daemon::{
     Daemon, DaemonSetup, DetectorFactory, EngineInfo, ResetLog, WireInputs, cpu_detector,
 };
 use edgesort_gpio::{CdevInput, CdevOutput, Edges, chips, resolve};
-use edgesort_types::config::{ActiveLevel, Config};
+use edgesort_types::config::{ActiveLevel, Config, ConfigError, SYSTEM_CONFIG_PATH, SystemConfig};
 use embedded_hal::digital::OutputPin;
 use sd_notify::NotifyState;
 
@@ -37,6 +37,11 @@ struct Args {
     /// Configuration file; `PUT /config` saves changes here.
     #[arg(long, default_value = "/etc/edgesort/edgesort.toml")]
     config: PathBuf,
+    /// Root's settings: where uploaded update packages go and which keys
+    /// they must be signed with. Without the file, the defaults on the
+    /// configuration's `engine.data_dir`.
+    #[arg(long, default_value = SYSTEM_CONFIG_PATH)]
+    system: PathBuf,
     /// Drive simulated outputs instead of the GPIO character device (a PC
     /// without GPIO, a demonstration, a soak run).
     #[arg(long)]
@@ -93,9 +98,16 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
         config.store.path = data.join("events.sqlite");
         config.api.token_file = data.join("api-token");
         config.engine.data_dir = data.clone();
-        config.ota.dir = data.join("ota");
     }
-    hand_over_to_slot(&config.ota.dir)?;
+    if config.ignored_ota.is_some() {
+        tracing::warn!(
+            config = %args.config.display(),
+            system = %args.system.display(),
+            "the configuration's [ota] section is ignored: update settings are root's and live in the system file"
+        );
+    }
+    let system = system_settings(&args, &config);
+    hand_over_to_slot(&system.ota.dir)?;
     let token = Token::load_or_create(&config.api.token_file)?;
     let bind = args.bind.unwrap_or(config.api.bind);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -107,8 +119,8 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
         .block_on(tokio::net::TcpListener::bind(bind))
         .with_context(|| format!("listening on {bind} (api.bind)"))?;
     let updates = edgesort_api::Updates {
-        ota: edgesort_ota::OtaDir::new(&config.ota.dir),
-        trusted_keys: config.ota.trusted_keys.clone(),
+        ota: edgesort_ota::OtaDir::new(&system.ota.dir),
+        trusted_keys: system.ota.trusted_keys,
     };
     let (daemon, _failsafes) = start_line(&args, config, choose)?;
     let daemon = Arc::new(daemon);
@@ -159,6 +171,33 @@ const HANDED_OVER: &str = "EDGESORTD_FROM_SLOT";
 /// read-only rootfs. The process (and so systemd's main PID) stays the
 /// same. A slot daemon that cannot start fails its update's health check,
 /// and the rollback brings this one back.
+/// Root's settings as the daemon reads them. The daemon acts on nothing as
+/// root, so a missing or unreadable file does not stop the line: it falls
+/// back to the defaults on `engine.data_dir` and says so.
+fn system_settings(args: &Args, config: &Config) -> SystemConfig {
+    let mut system = match SystemConfig::load(&args.system) {
+        Ok(system) => system,
+        Err(error) => {
+            let missing = matches!(&error, ConfigError::Read { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound);
+            if missing {
+                tracing::info!(system = %args.system.display(), "no system file: updates use the defaults");
+            } else {
+                tracing::error!("{error}; updates use the defaults");
+            }
+            SystemConfig::defaults_on(&config.engine.data_dir)
+        }
+    };
+    if let Some(data) = &args.data_dir {
+        system = SystemConfig {
+            ota: system.ota,
+            ..SystemConfig::defaults_on(data)
+        };
+        system.ota.dir = data.join("ota");
+    }
+    system
+}
+
 fn hand_over_to_slot(ota_dir: &Path) -> Result<()> {
     if std::env::var_os(HANDED_OVER).is_some() {
         return Ok(());

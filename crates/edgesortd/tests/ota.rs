@@ -96,11 +96,7 @@ impl TestBox {
             .replace("realtime_priority = 80", "realtime_priority = 0")
             // A slower camera leaves CPU for the installer on a 2-core CI box.
             .replace("fps = 60.0", "fps = 20.0")
-            .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-            .replace(
-                "/usr/share/edgesort/ota-keys.toml",
-                &root.join("ota-keys.toml").display().to_string(),
-            );
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
         let config = root.join("edgesort.toml");
         std::fs::write(&config, text).unwrap();
         TestBox {

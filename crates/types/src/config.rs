@@ -17,11 +17,13 @@ mod api;
 mod camera;
 mod gpio;
 mod ota;
+mod system;
 
 pub use api::ApiConfig;
 pub use camera::{CameraConfig, CameraControls};
 pub use gpio::{ActiveLevel, EncoderConfig, EstopConfig, GpioConfig, ResetConfig};
 pub use ota::OtaConfig;
+pub use system::{SYSTEM_CONFIG_PATH, SystemConfig};
 
 /// No ejector valve needs a pulse this long; a longer one means a typo that
 /// would hold an air jet open.
@@ -46,6 +48,15 @@ pub enum ConfigError {
         path: PathBuf,
         /// The parser's message, which names the field and line.
         source: Box<toml::de::Error>,
+    },
+    /// A settings file root acts on could be written by someone other than
+    /// root.
+    #[error("refusing {path}: it {reason}")]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// Who could have written it.
+        reason: String,
     },
     /// A field holds a value that cannot work.
     #[error("invalid config: {field}: {reason}")]
@@ -90,9 +101,12 @@ pub struct Config {
     /// The local HTTP API and status page.
     #[serde(default)]
     pub api: ApiConfig,
-    /// Signed update packages and the A/B slots they install into.
-    #[serde(default)]
-    pub ota: OtaConfig,
+    /// An `[ota]` section left from before root's update settings moved to
+    /// `system.toml` ([`SystemConfig`]). Nothing reads it: it is kept so
+    /// that an `edgesort.toml` edited on a box before then still loads, and
+    /// the daemon warns about it. `PUT /config` may not change it.
+    #[serde(default, rename = "ota", skip_serializing_if = "Option::is_none")]
+    pub ignored_ota: Option<toml::Table>,
 }
 
 /// The detector model.
@@ -520,12 +534,6 @@ impl Config {
         if self.api.token_file.is_relative() {
             self.api.token_file = self.engine.data_dir.join(&self.api.token_file);
         }
-        if self.ota.dir.is_relative() {
-            self.ota.dir = self.engine.data_dir.join(&self.ota.dir);
-        }
-        if self.ota.trusted_keys.is_relative() {
-            self.ota.trusted_keys = base.join(&self.ota.trusted_keys);
-        }
     }
 
     /// Checks every field; the first problem found is returned.
@@ -699,29 +707,6 @@ impl Config {
                     "{} MiB is below the minimum of {MIN_STORE_MB} MiB",
                     store.max_mb
                 ),
-            ));
-        }
-
-        let ota = &self.ota;
-        if ota.restart_command.is_empty() {
-            return Err(invalid(
-                "ota.restart_command",
-                "is empty: an update could never restart the line",
-            ));
-        }
-        if ota.health_deadline_s < 10 {
-            return Err(invalid(
-                "ota.health_deadline_s",
-                format!(
-                    "{} s is too short for a daemon to start",
-                    ota.health_deadline_s
-                ),
-            ));
-        }
-        if ota.health_min_frames == 0 {
-            return Err(invalid(
-                "ota.health_min_frames",
-                "must be at least 1: a slot that processed nothing proved nothing",
             ));
         }
 

@@ -17,7 +17,7 @@ mod frame;
 mod pixel;
 mod time;
 
-pub use atomic_file::{PARTIAL_PREFIX, sync_folder, write_atomically};
+pub use atomic_file::{PARTIAL_PREFIX, open_regular, sync_folder, write_atomically};
 pub use capture_format::{CaptureFormat, fourcc_text};
 pub use detection::{BoundingBox, ClassId, Detection, FrameDetections};
 pub use digest::{sha256_file, sha256_hex};

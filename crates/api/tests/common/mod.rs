@@ -103,9 +103,11 @@ impl Line {
             .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
+        // As the box's system file would say: the slots on the data
+        // partition, the trusted keys beside the configuration.
         let updates = edgesort_api::Updates {
-            ota: edgesort_ota::OtaDir::new(&config.ota.dir),
-            trusted_keys: config.ota.trusted_keys.clone(),
+            ota: edgesort_ota::OtaDir::new(&config.engine.data_dir.join("ota")),
+            trusted_keys: config_path.with_file_name("ota-keys.toml"),
         };
         let router = edgesort_api::router(daemon.clone(), token.clone(), updates);
         runtime.spawn(edgesort_api::serve(listener, router, async {

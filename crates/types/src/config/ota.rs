@@ -1,5 +1,5 @@
-//! The `[ota]` section: where update slots live, who may sign a package,
-//! and what a new slot must show before it is kept.
+//! The `[ota]` section of `system.toml`: where update slots live, who may
+//! sign a package, and what a new slot must show before it is kept.
 
 use std::path::PathBuf;
 
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtaConfig {
-    /// The A/B slots and the update state; relative to `engine.data_dir`, so
+    /// The A/B slots and the update state; relative to the system file's `data_dir`, so
     /// they live on the data partition and outlast a rootfs update.
     pub dir: PathBuf,
     /// The public keys a package may be signed with, each with an expiry.

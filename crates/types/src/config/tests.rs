@@ -298,7 +298,11 @@ fn camera_mistakes_name_the_field() {
 fn box_config_loads_and_reads_the_model_through_the_update_slot() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board/edgesort-box.toml");
     let config = Config::load(&path).unwrap();
-    let slot = config.ota.dir.join("current");
+    let system_path = path.with_file_name("system.toml");
+    let text = std::fs::read_to_string(&system_path).unwrap();
+    let system = SystemConfig::from_file_text(&text, Path::new(SYSTEM_CONFIG_PATH)).unwrap();
+    assert_eq!(system.data_dir, config.engine.data_dir);
+    let slot = system.ota.dir.join("current");
     assert_eq!(slot, Path::new("/var/lib/edgesort/ota/current"));
     assert!(config.model.path.starts_with(slot.join("model")));
     let stills = slot.join("calibration");
