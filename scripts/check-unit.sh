@@ -7,8 +7,9 @@
 #  - `systemd-analyze security --offline=true` on each service in CEILINGS:
 #    fails if its exposure score rises above the unit's ceiling (in tenths:
 #    20 is 2.0). Each ceiling sits 0.3 above the score the unit had when it
-#    was last tightened (edgesortd 1.7, edgesort-provision 0.7); loosening
-#    a setting means raising its ceiling on purpose, in the same change.
+#    was last tightened (edgesortd 1.7, edgesort-provision 0.7,
+#    edgesort-ota-install 2.1); loosening a setting means raising its
+#    ceiling on purpose, in the same change.
 #    systemd calls 4.9 and below OK and up to 6.9 MEDIUM; issue 23 asks for
 #    no worse than MEDIUM.
 # Needs systemd-analyze 250 or later (Debian 12 has 252). Exits 0 when all
@@ -19,6 +20,7 @@ cd "$(dirname "$0")/.."
 CEILINGS=(
     edgesortd.service=20
     edgesort-provision.service=10
+    edgesort-ota-install.service=24
 )
 UNITS=(board/systemd/*.service board/systemd/*.path)
 

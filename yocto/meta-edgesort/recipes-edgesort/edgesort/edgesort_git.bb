@@ -58,8 +58,11 @@ EDGESORT_PINS:p3768-0000-p3767-0000 = "orin-nx-p3768.toml"
 EDGESORT_PINS:jetson-agx-orin-devkit = "agx-orin-devkit.toml"
 
 # The base-OS updater that `edgesort ota install` hands os/ payloads to; the
-# payload's path is appended (crates/types/src/config/ota.rs).
-EDGESORT_OS_UPDATE_COMMAND ??= '["swupdate", "-i"]'
+# payload's path is appended (crates/types/src/config/ota.rs). Through
+# systemd-run: swupdate needs block devices, mounts, /boot and EFI variables,
+# which edgesort-ota-install.service's sandbox withholds, so it runs in a
+# transient unit of its own (docs/ota.md, "The installer's sandbox").
+EDGESORT_OS_UPDATE_COMMAND ??= '["systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--unit=edgesort-os-update", "swupdate", "-i"]'
 
 USERADD_PACKAGES = "${PN}"
 # edgesortd.service fails with 216/GROUP when a SupplementaryGroups= group is
