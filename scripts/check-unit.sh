@@ -4,16 +4,24 @@
 #    parse, missing dependencies. It exits 0 on most of these and only prints
 #    them, so any output counts as a failure. Our binaries are not installed
 #    here, so ExecStart's /usr/bin/edgesort* is swapped for /bin/true first.
-#  - `systemd-analyze security --offline=true` on edgesortd.service: fails if
-#    its exposure score rises above THRESHOLD (in tenths: 20 is 2.0). It was
-#    1.7 when the unit was written; loosening a setting means raising this on
-#    purpose, in the same change.
-# Needs systemd-analyze 250 or later (Debian 12 has 252). Exits 0 when both
+#  - `systemd-analyze security --offline=true` on each service in CEILINGS:
+#    fails if its exposure score rises above the unit's ceiling (in tenths:
+#    20 is 2.0). Each ceiling sits 0.3 above the score the unit had when it
+#    was last tightened (edgesortd 1.7, edgesort-provision 0.7,
+#    edgesort-ota-install 2.1); loosening a setting means raising its
+#    ceiling on purpose, in the same change.
+#    systemd calls 4.9 and below OK and up to 6.9 MEDIUM; issue 23 asks for
+#    no worse than MEDIUM.
+# Needs systemd-analyze 250 or later (Debian 12 has 252). Exits 0 when all
 # pass, 1 when a check fails, 2 when it cannot check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-THRESHOLD=20
+CEILINGS=(
+    edgesortd.service=20
+    edgesort-provision.service=10
+    edgesort-ota-install.service=24
+)
 UNITS=(board/systemd/*.service board/systemd/*.path)
 
 command -v systemd-analyze >/dev/null || { echo "check-unit: no systemd-analyze" >&2; exit 2; }
@@ -39,12 +47,20 @@ for unit in "${UNITS[@]}"; do
     fi
 done
 
-unit=board/systemd/edgesortd.service
-if out=$(systemd-analyze security --offline=true --no-pager --threshold="$THRESHOLD" "$unit" 2>&1); then
-    echo "ok    security $(basename "$unit"): $(printf '%s\n' "$out" | grep -o 'exposure level.*' || true) (limit $((THRESHOLD / 10)).$((THRESHOLD % 10)))"
-else
-    echo "FAIL  security $(basename "$unit"), limit $((THRESHOLD / 10)).$((THRESHOLD % 10)):"
-    printf '%s\n' "$out" | grep -E '^✗|exposure level|rror' | sed -E 's/ {2,}/  /g; s/^/      /'
-    failed=1
-fi
+for entry in "${CEILINGS[@]}"; do
+    name=${entry%=*}
+    ceiling=${entry#*=}
+    unit=board/systemd/$name
+    limit="$((ceiling / 10)).$((ceiling % 10))"
+    if [ ! -f "$unit" ]; then
+        echo "FAIL  security $name: no such unit"
+        failed=1
+    elif out=$(systemd-analyze security --offline=true --no-pager --threshold="$ceiling" "$unit" 2>&1); then
+        echo "ok    security $name: $(printf '%s\n' "$out" | grep -o 'exposure level.*' || true) (limit $limit)"
+    else
+        echo "FAIL  security $name, limit $limit:"
+        printf '%s\n' "$out" | grep -E '^✗|exposure level|rror' | sed -E 's/ {2,}/  /g; s/^/      /'
+        failed=1
+    fi
+done
 exit $failed

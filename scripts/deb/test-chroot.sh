@@ -125,7 +125,7 @@ no_enablement_left() {
 installed_version() { in_root dpkg-query -W -f '${Version} ${db:Status-Abbrev}' edgesort; }
 runs() { [ "$(in_root /usr/bin/edgesort --version)" = "edgesort ${1%-*}" ]; }
 config_loads() { in_root edgesort gpio list --config /etc/edgesort/edgesort.toml >/dev/null; }
-is_conffile() { in_root dpkg-query -W -f '${Conffiles}\n' edgesort | grep -q "/etc/edgesort/edgesort.toml "; }
+is_conffile() { in_root dpkg-query -W -f '${Conffiles}\n' edgesort | grep -q "$1 "; }
 user_is_system() {
     local uid shell
     uid=$(in_root id -u edgesort)
@@ -197,7 +197,9 @@ check "version $v1 installed" [ "$(installed_version)" = "$v1 ii " ]
 check "files: binaries, config, pin maps, units, udev rule, tmpfiles, model, docs" files_installed
 check "100 calibration stills in the factory folder" calibration_stills
 check "demo clip: 240 frames and tracks.json in /usr/share/edgesort/demo_clip, nothing else" demo_clip
-check "/etc/edgesort/edgesort.toml is a conffile" is_conffile
+check "/etc/edgesort/edgesort.toml is a conffile" is_conffile /etc/edgesort/edgesort.toml
+check "/etc/edgesort/system.toml is a conffile" is_conffile /etc/edgesort/system.toml
+check "/etc/edgesort/system.toml root:root 644" owner_mode /etc/edgesort/system.toml "root:root 644"
 check "system user edgesort (nologin, group edgesort)" user_is_system
 check "groups gpio, video, render, edgesort exist" groups_exist
 check "$data edgesort:edgesort 750" owner_mode "$data" "edgesort:edgesort 750"
@@ -210,9 +212,16 @@ check "ota recover --factory makes slot a with model and stills" factory_slot
 
 echo "== edit the config, upgrade to $v2 keeping it"
 echo "$edited" >>"$root/etc/edgesort/edgesort.toml"
+# Root's settings edited (so dpkg keeps them) and handed to the daemon's
+# user, group- and world-writable: postinst must make them root's again.
+echo "$edited" >>"$root/etc/edgesort/system.toml"
+in_root chown edgesort:edgesort /etc/edgesort/system.toml
+chmod 0666 "$root/etc/edgesort/system.toml"
 dpkg_step upgrade-v2 -i --force-confold /tmp/edgesort-v2.deb
 check "version $v2 installed" [ "$(installed_version)" = "$v2 ii " ]
 check "edited config kept" config_kept
+check "edited system.toml kept, root:root 644 again (postinst)" \
+    eval 'grep -qx "$edited" "$root/etc/edgesort/system.toml" && owner_mode /etc/edgesort/system.toml "root:root 644"'
 check "$v2's config beside it as edgesort.toml.dpkg-dist" v2_default_beside
 check "units still enabled" units_enabled
 check "edgesort --version runs" runs "$v2"

@@ -1,7 +1,8 @@
 SUMMARY = "edgesort: vision sorting line for Jetson Orin"
 DESCRIPTION = "The edgesortd daemon and the edgesort CLI, their systemd units, \
-               the box configuration, the board pin maps, the demo detector, the INT8 \
-               calibration stills, the factory update slot and the demo clip."
+               the box configuration and root's settings, the board pin maps, \
+               the demo detector, the INT8 calibration stills, the factory \
+               update slot and the demo clip."
 SECTION = "applications"
 # The binaries are Apache-2.0; the bundled detector carries Ultralytics'
 # AGPL-3.0 notice in its ONNX metadata (README.md, "Bundled assets").
@@ -58,8 +59,11 @@ EDGESORT_PINS:p3768-0000-p3767-0000 = "orin-nx-p3768.toml"
 EDGESORT_PINS:jetson-agx-orin-devkit = "agx-orin-devkit.toml"
 
 # The base-OS updater that `edgesort ota install` hands os/ payloads to; the
-# payload's path is appended (crates/types/src/config/ota.rs).
-EDGESORT_OS_UPDATE_COMMAND ??= '["swupdate", "-i"]'
+# payload's path is appended (crates/types/src/config/ota.rs). Through
+# systemd-run: swupdate needs block devices, mounts, /boot and EFI variables,
+# which edgesort-ota-install.service's sandbox withholds, so it runs in a
+# transient unit of its own (docs/ota.md, "The installer's sandbox").
+EDGESORT_OS_UPDATE_COMMAND ??= '["systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--unit=edgesort-os-update", "swupdate", "-i"]'
 
 USERADD_PACKAGES = "${PN}"
 # edgesortd.service fails with 216/GROUP when a SupplementaryGroups= group is
@@ -115,13 +119,18 @@ do_install:append() {
     grep -qxF "board = \"$pins\"" $config
     grep -qxF 'os_update_command = ${EDGESORT_OS_UPDATE_COMMAND}' $config
     test -f ${S}/board/pins/${EDGESORT_PINS}
+
+    # Root's settings (the OTA commands, trusted keys, update folder), as the
+    # .deb installs them: root:root 0644, in the folder the daemon may write
+    # but not this file.
+    install -o root -g root -m 0644 ${S}/board/system.toml ${D}${sysconfdir}/edgesort/system.toml
 }
 
 # The configuration names one MACHINE's pin map.
 PACKAGE_ARCH = "${MACHINE_ARCH}"
 
 FILES:${PN} += "${systemd_system_unitdir} ${nonarch_base_libdir}/udev/rules.d ${nonarch_libdir}/tmpfiles.d"
-CONFFILES:${PN} = "${sysconfdir}/edgesort/edgesort.toml"
+CONFFILES:${PN} = "${sysconfdir}/edgesort/edgesort.toml ${sysconfdir}/edgesort/system.toml"
 
 # Everything GPU-side is opened with dlopen at run time (the binaries start
 # without it and say what is missing), so no shared-library dependency is
