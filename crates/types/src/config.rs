@@ -725,6 +725,7 @@ impl Config {
             ));
         }
 
+        self.ota.validate()?;
         self.validate_ejectors()?;
         self.validate_rules()
     }
