@@ -300,49 +300,43 @@ fn install(source: &str, force: Option<&str>, box_args: &BoxArgs) -> Result<()> 
     let settings = box_args.load()?;
     let keys = TrustedKeys::load(&settings.keys)?;
     let downloaded = source.starts_with("http://") || source.starts_with("https://");
-    let package = if downloaded {
-        download(source, &settings.ota)?
-    } else {
-        PathBuf::from(source)
-    };
-    let outcome = with_installer(&settings, &keys, |installer| {
-        installer.install(&package, force)
-    });
-    if downloaded {
+    let ota = &settings.ota;
+    let outcome = if downloaded {
+        let (package, file) = download(source, ota)?;
+        let outcome = with_installer(&settings, &keys, |installer| {
+            installer.install_file(file, &package, force)
+        });
         // Installed or refused, the data partition does not keep it.
-        let _ = std::fs::remove_file(&package);
-    }
+        if let Err(error) = ota.discard_download(&package) {
+            eprintln!("{error:#}");
+        }
+        outcome
+    } else {
+        with_installer(&settings, &keys, |installer| {
+            installer.install(Path::new(source), force)
+        })
+    };
     report(outcome?)
 }
 
 fn install_queued(box_args: &BoxArgs) -> Result<()> {
     let settings = box_args.load()?;
     let keys = TrustedKeys::load(&settings.keys)?;
-    let ota = &settings.ota;
-    let mut failures = 0;
-    for package in ota.queued()? {
-        let version = VerifiedPackage::open(&package, &keys, SystemTime::now())
-            .ok()
-            .map(|verified| verified.manifest.version);
+    let done = settings.ota.install_queued(&keys, |file, package| {
         println!("Installing {}", package.display());
-        let outcome = with_installer(&settings, &keys, |installer| {
-            installer.install(&package, None)
-        });
-        match outcome {
-            Ok(outcome) => {
-                if let Err(error) = report(outcome) {
-                    eprintln!("{error:#}");
-                    failures += 1;
-                }
-            }
-            Err(error) => {
-                eprintln!("{} refused: {error:#}", package.display());
-                ota.record_refusal(version.as_ref(), &format!("{error:#}"))?;
-                failures += 1;
-            }
+        with_installer(&settings, &keys, |installer| {
+            installer.install_file(file, package, None)
+        })
+    })?;
+    let mut failures = 0;
+    for (package, outcome) in done {
+        let failed = outcome
+            .map_err(|error| error.context(format!("{} refused", package.display())))
+            .and_then(report);
+        if let Err(error) = failed {
+            eprintln!("{error:#}");
+            failures += 1;
         }
-        std::fs::remove_file(&package)
-            .with_context(|| format!("removing {} from the queue", package.display()))?;
     }
     if failures > 0 {
         bail!("{failures} queued package(s) were not installed; `edgesort ota status` has why");
@@ -432,7 +426,10 @@ fn with_installer(
             max_restarts: system.ota.health_max_restarts,
             poll: Duration::from_millis(500),
         },
-        reserve_bytes: system.ota.reserve_mib << 20,
+        reserve_bytes: system
+            .ota
+            .reserve_bytes()
+            .context("ota.reserve_mib is more bytes than a u64 counts")?,
         os_update_command: system.ota.os_update_command.clone(),
         line: &mut line,
         engine: &mut engine,
@@ -452,7 +449,8 @@ fn read_daemon_token(data_dir: &Path, token_file: &Path) -> Result<String> {
         .with_context(|| format!("api.token_file {} names no file", token_file.display()))?;
     let path = data_dir.join(name);
     let mut text = String::new();
-    edgesort_types::open_regular(&path)
+    edgesort_types::open_regular_file(&path)
+        .map_err(std::io::Error::other)
         .and_then(|file| file.take(4096).read_to_string(&mut text))
         .with_context(|| {
             format!(
@@ -569,36 +567,22 @@ fn board_id(model: &str) -> Option<String> {
     Some(id.to_owned())
 }
 
-/// Downloads a package into the OTA folder (a partial file renamed when
-/// complete), so it is on the box before anything is switched.
-fn download(url: &str, ota: &OtaDir) -> Result<PathBuf> {
-    let folder = ota.incoming();
-    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+/// Downloads a package into the OTA folder (a partial file, created new and
+/// never through a link, renamed when complete), so it is on the box before
+/// anything is switched.
+fn download(url: &str, ota: &OtaDir) -> Result<(PathBuf, std::fs::File)> {
     let name = url
         .rsplit('/')
         .next()
         .filter(|name| !name.is_empty() && !name.starts_with('.') && !name.contains(['\\', '\0']))
         .unwrap_or("package.esu");
-    let path = folder.join(name);
-    let partial = folder.join(format!("{name}.partial"));
     let mut response = ureq::get(url)
         .call()
         .with_context(|| format!("downloading {url}"))?;
-    let mut file = std::fs::File::create(&partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
-    let limit = edgesort_ota::MAX_PACKAGE_BYTES;
-    let copied = std::io::copy(
-        &mut response.body_mut().as_reader().take(limit + 1),
-        &mut file,
-    )
-    .and_then(|copied| file.sync_all().map(|()| copied))
-    .with_context(|| format!("downloading {url} into {}", partial.display()))?;
-    if copied > limit {
-        let _ = std::fs::remove_file(&partial);
-        bail!("{url} is larger than the {limit} bytes a package may have");
-    }
-    std::fs::rename(&partial, &path).with_context(|| format!("keeping {}", path.display()))?;
-    Ok(path)
+    let downloaded = ota
+        .receive_download(name, &mut response.body_mut().as_reader())
+        .with_context(|| format!("downloading {url}"))?;
+    Ok(downloaded)
 }
 
 fn status(verify: bool, json: bool, box_args: &BoxArgs) -> Result<()> {
@@ -637,6 +621,10 @@ fn status(verify: bool, json: bool, box_args: &BoxArgs) -> Result<()> {
     println!(
         "Committed: version {} in slot {}",
         state.committed.version, state.committed.slot
+    );
+    println!(
+        "Floor:     version {} (the highest ever committed; below it needs --force)",
+        state.floor
     );
     if let Some(trial) = &state.trial {
         println!(

@@ -1,7 +1,8 @@
 use std::fs::{self, File};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use edgesort_types::{PARTIAL_PREFIX, sync_folder, write_atomically};
+use edgesort_types::{BeneathError, Folder, PARTIAL_PREFIX, sync_folder, write_atomically};
 
 use crate::{EngineError, EngineKey, Manifest, sha256_hex};
 
@@ -37,6 +38,13 @@ pub enum Entry {
 /// last, so a power cut leaves an entry whole, absent, or as an orphan engine
 /// that [`EngineCache::sweep`] removes; a damaged file is caught by the
 /// manifest's hash before any byte reaches TensorRT.
+///
+/// The folder may be writable by a less trusted user than the one that
+/// provisions, so the cache never goes through a symbolic link: files are
+/// read only when they are plain files (a FIFO is refused, not waited on),
+/// entries are removed and moved by name within the folder (a link goes as
+/// a link, its target untouched), and `quarantine/` is entered only when it
+/// is a real folder.
 #[derive(Clone, Debug)]
 pub struct EngineCache {
     dir: PathBuf,
@@ -52,13 +60,22 @@ pub struct CacheLock {
 impl EngineCache {
     /// Opens (creating where needed) the cache in `dir`.
     pub fn open(dir: &Path) -> Result<Self, EngineError> {
-        fs::create_dir_all(dir.join(QUARANTINE)).map_err(|source| EngineError::OpenCache {
+        fs::create_dir_all(dir).map_err(|source| EngineError::OpenCache {
             path: dir.to_owned(),
             source,
         })?;
-        Ok(EngineCache {
+        let cache = EngineCache {
             dir: dir.to_owned(),
-        })
+        };
+        match cache.folder()?.create_folder(QUARANTINE, 0o755) {
+            // Something else in its place (a link): never entered, and
+            // removed as a link by `sweep`.
+            Ok(_) | Err(BeneathError::Refused { .. }) => Ok(cache),
+            Err(source) => Err(EngineError::OpenEntry {
+                path: dir.join(QUARANTINE),
+                source,
+            }),
+        }
     }
 
     /// The cache folder.
@@ -69,17 +86,15 @@ impl EngineCache {
     /// Waits for the cache lock.
     pub fn lock(&self) -> Result<CacheLock, EngineError> {
         let path = self.dir.join(LOCK_FILE);
-        let lock_error = |source| EngineError::Lock {
-            path: path.clone(),
-            source,
-        };
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(lock_error)?;
-        file.lock().map_err(lock_error)?;
+        let file = self
+            .folder()?
+            .open_or_create(LOCK_FILE, 0o644)
+            .map_err(|source| EngineError::OpenEntry {
+                path: path.clone(),
+                source,
+            })?;
+        file.lock()
+            .map_err(|source| EngineError::Lock { path, source })?;
         Ok(CacheLock { _file: file })
     }
 
@@ -97,7 +112,7 @@ impl EngineCache {
     /// the reason a manifest that exists cannot be used.
     pub fn manifest(&self, key: &EngineKey) -> Result<Option<Manifest>, String> {
         let path = self.manifest_path(key);
-        let text = match fs::read(&path) {
+        let text = match self.read(&path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
@@ -122,7 +137,7 @@ impl EngineCache {
             Err(reason) => return Entry::Damaged { reason },
         };
         let path = self.engine_path(key);
-        let plan = match fs::read(&path) {
+        let plan = match self.read(&path) {
             Ok(plan) => plan,
             Err(error) => {
                 return Entry::Damaged {
@@ -186,28 +201,47 @@ impl EngineCache {
         key: &EngineKey,
         reason: &str,
     ) -> Result<PathBuf, EngineError> {
-        let folder = self.dir.join(QUARANTINE);
+        let root = self.folder()?;
+        let folder =
+            root.create_folder(QUARANTINE, 0o755)
+                .map_err(|source| EngineError::OpenEntry {
+                    path: self.dir.join(QUARANTINE),
+                    source,
+                })?;
         let stem = format!("{key}.{}", self.quarantined(key) + 1);
-        for (from, extension) in [
-            (self.manifest_path(key), MANIFEST_EXTENSION),
-            (self.engine_path(key), ENGINE_EXTENSION),
-        ] {
-            let to = folder.join(format!("{stem}.{extension}"));
-            match fs::rename(&from, &to) {
+        for extension in [MANIFEST_EXTENSION, ENGINE_EXTENSION] {
+            let from = format!("{key}.{extension}");
+            match root.rename(&from, &folder, format!("{stem}.{extension}")) {
                 Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(EngineError::Quarantine { path: from, source }),
+                Err(BeneathError::Rename { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(EngineError::Quarantine {
+                        path: root.join(&from),
+                        source: std::io::Error::other(source),
+                    });
+                }
             }
         }
-        let note = folder.join(format!("{stem}.reason"));
-        write_atomically(&note, reason.as_bytes()).map_err(|source| EngineError::Write {
+        let note_name = format!("{stem}.reason");
+        let note = folder.join(&note_name);
+        let write_error = |source| EngineError::Write {
             path: note.clone(),
             source,
-        })?;
-        sync_folder(&self.dir).map_err(|source| EngineError::Write {
-            path: self.dir.clone(),
+        };
+        let beneath_error = |source| EngineError::OpenEntry {
+            path: note.clone(),
             source,
-        })?;
+        };
+        folder.remove(&note_name).map_err(beneath_error)?;
+        let mut file = folder
+            .create_new(&note_name, 0o644)
+            .map_err(beneath_error)?;
+        std::io::Write::write_all(&mut file, reason.as_bytes())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| folder.sync())
+            .and_then(|()| root.sync())
+            .map_err(write_error)?;
         tracing::warn!(%key, reason, "engine quarantined");
         Ok(note)
     }
@@ -215,13 +249,16 @@ impl EngineCache {
     /// How many times `key`'s engine has been quarantined.
     pub fn quarantined(&self, key: &EngineKey) -> usize {
         let prefix = format!("{key}.");
-        fs::read_dir(self.dir.join(QUARANTINE))
+        let Ok(Some(folder)) = self.folder().and_then(|root| self.quarantine_folder(&root)) else {
+            return 0;
+        };
+        folder
+            .entries()
             .map(|entries| {
                 entries
-                    .filter_map(Result::ok)
+                    .iter()
                     .filter(|entry| {
-                        let name = entry.file_name();
-                        let name = name.to_string_lossy();
+                        let name = entry.name.to_string_lossy();
                         name.starts_with(&prefix) && name.ends_with(".reason")
                     })
                     .count()
@@ -230,18 +267,33 @@ impl EngineCache {
     }
 
     /// Removes what interrupted writes left: temporary files, and engines
-    /// that never got their manifest. Returns what it removed.
+    /// that never got their manifest; and anything but a folder where
+    /// `quarantine/` belongs (a link is removed as a link, its target
+    /// untouched). Returns what it removed.
     pub fn sweep(&self, _lock: &CacheLock) -> Result<Vec<PathBuf>, EngineError> {
+        let root = self.folder()?;
+        let names = self.names(&root)?;
         let mut removed = Vec::new();
-        for folder in [self.dir.clone(), self.dir.join(QUARANTINE)] {
-            for path in self.list(&folder)? {
-                let name = file_name(&path);
-                let orphan_engine = path.extension().is_some_and(|e| e == ENGINE_EXTENSION)
-                    && folder == self.dir
-                    && !path.with_extension(MANIFEST_EXTENSION).exists();
-                if name.starts_with(PARTIAL_PREFIX) || orphan_engine {
-                    self.remove_file(&path)?;
-                    removed.push(path);
+        for (name, is_folder) in &names {
+            let orphan_engine = name
+                .strip_suffix(&format!(".{ENGINE_EXTENSION}"))
+                .is_some_and(|stem| {
+                    !names.contains(&(format!("{stem}.{MANIFEST_EXTENSION}"), false))
+                });
+            let foreign_quarantine = name == QUARANTINE && !is_folder;
+            if name.starts_with(PARTIAL_PREFIX) || orphan_engine || foreign_quarantine {
+                if foreign_quarantine {
+                    tracing::warn!(path = %root.join(name).display(), "the quarantine folder is not a folder (a link?): removed, not followed");
+                }
+                self.remove_entry(&root, name)?;
+                removed.push(root.join(name));
+            }
+        }
+        if let Some(quarantine) = self.quarantine_folder(&root)? {
+            for (name, _) in self.names(&quarantine)? {
+                if name.starts_with(PARTIAL_PREFIX) {
+                    self.remove_entry(&quarantine, &name)?;
+                    removed.push(quarantine.join(&name));
                 }
             }
         }
@@ -251,10 +303,10 @@ impl EngineCache {
     /// Every entry with a readable manifest, newest build first.
     pub fn manifests(&self) -> Result<Vec<Manifest>, EngineError> {
         let mut manifests: Vec<Manifest> = self
-            .list(&self.dir)?
+            .names(&self.folder()?)?
             .iter()
-            .filter(|path| path.extension().is_some_and(|e| e == MANIFEST_EXTENSION))
-            .filter_map(|path| EngineKey::parse(&file_name(path).replace(".json", "")))
+            .filter_map(|(name, _)| name.strip_suffix(&format!(".{MANIFEST_EXTENSION}")))
+            .filter_map(EngineKey::parse)
             .filter_map(|key| self.manifest(&key).ok().flatten())
             .collect();
         manifests.sort_by(|a, b| b.built_at.cmp(&a.built_at));
@@ -270,6 +322,7 @@ impl EngineCache {
         keep: &[EngineKey],
         max_entries: usize,
     ) -> Result<Vec<EngineKey>, EngineError> {
+        let root = self.folder()?;
         let mut kept = keep.len();
         let mut removed = Vec::new();
         for manifest in self.manifests()? {
@@ -280,15 +333,19 @@ impl EngineCache {
                 kept += 1;
                 continue;
             }
-            self.remove_file(&self.manifest_path(&manifest.key))?;
-            self.remove_file(&self.engine_path(&manifest.key))?;
+            let key = &manifest.key;
+            self.remove_entry(&root, &format!("{key}.{MANIFEST_EXTENSION}"))?;
+            self.remove_entry(&root, &format!("{key}.{ENGINE_EXTENSION}"))?;
             removed.push(manifest.key);
         }
         let prefixes: Vec<String> = keep.iter().map(|key| format!("{key}.")).collect();
-        for path in self.list(&self.dir.join(QUARANTINE))? {
-            let name = file_name(&path);
-            if !prefixes.iter().any(|prefix| name.starts_with(prefix)) {
-                self.remove_file(&path)?;
+        if let Some(quarantine) = self.quarantine_folder(&root)? {
+            for (name, is_folder) in self.names(&quarantine)? {
+                // The cache makes no folders there; one found is not
+                // entered.
+                if !is_folder && !prefixes.iter().any(|prefix| name.starts_with(prefix)) {
+                    self.remove_entry(&quarantine, &name)?;
+                }
             }
         }
         self.sweep(lock)?;
@@ -298,7 +355,8 @@ impl EngineCache {
     /// The timing cache for one TensorRT and GPU; empty when there is none
     /// or it cannot be read (TensorRT then times kernels afresh).
     pub fn timing_cache(&self, tensorrt: &str, gpu: &str) -> Vec<u8> {
-        fs::read(self.timing_cache_path(tensorrt, gpu)).unwrap_or_default()
+        self.read(&self.timing_cache_path(tensorrt, gpu))
+            .unwrap_or_default()
     }
 
     /// Saves the timing cache a build returned.
@@ -319,12 +377,72 @@ impl EngineCache {
         self.dir.join(format!("timing-{}.cache", &id[..16]))
     }
 
-    fn list(&self, folder: &Path) -> Result<Vec<PathBuf>, EngineError> {
-        let entries = fs::read_dir(folder).map_err(|source| EngineError::OpenCache {
-            path: folder.to_owned(),
+    /// The cache folder, held open.
+    fn folder(&self) -> Result<Folder, EngineError> {
+        Folder::open(&self.dir).map_err(|source| EngineError::OpenEntry {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    /// `quarantine/` when it is a real folder; `None` when it is absent or
+    /// something else (which is never entered).
+    fn quarantine_folder(&self, root: &Folder) -> Result<Option<Folder>, EngineError> {
+        match root.folder(QUARANTINE) {
+            Ok(folder) => Ok(Some(folder)),
+            Err(BeneathError::Refused { .. }) => Ok(None),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(source) => Err(EngineError::OpenEntry {
+                path: root.join(QUARANTINE),
+                source,
+            }),
+        }
+    }
+
+    /// The names in `folder` (UTF-8 ones: the cache makes no others), each
+    /// with whether it is a real folder.
+    fn names(&self, folder: &Folder) -> Result<Vec<(String, bool)>, EngineError> {
+        let entries = folder.entries().map_err(|source| EngineError::OpenEntry {
+            path: folder.path().to_owned(),
             source,
         })?;
-        Ok(entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| {
+                let is_folder = entry.kind == "folder";
+                entry.name.into_string().ok().map(|name| (name, is_folder))
+            })
+            .collect())
+    }
+
+    /// A file of the cache, read only if it is a plain file.
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        let name = path.file_name().unwrap_or_default();
+        let opened = Folder::open(&self.dir).and_then(|folder| folder.open_regular(name));
+        let mut file = opened.map_err(|error| {
+            let kind = if error.is_not_found() {
+                std::io::ErrorKind::NotFound
+            } else {
+                std::io::ErrorKind::Other
+            };
+            std::io::Error::new(kind, error)
+        })?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Removes the entry `name` of `folder`: a link as a link.
+    fn remove_entry(&self, folder: &Folder, name: &str) -> Result<(), EngineError> {
+        let write_error = |source| EngineError::Write {
+            path: folder.join(name),
+            source,
+        };
+        match folder.remove(name) {
+            Ok(true) => folder.sync().map_err(write_error),
+            Ok(false) => Ok(()),
+            Err(error) => Err(write_error(std::io::Error::other(error))),
+        }
     }
 
     fn remove_file(&self, path: &Path) -> Result<(), EngineError> {
@@ -344,169 +462,5 @@ impl EngineCache {
     }
 }
 
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::key::tests::inputs;
-    use edgesort_types::config::Precision;
-
-    fn manifest_for(key: &EngineKey, plan: &[u8], built_at: &str) -> Manifest {
-        Manifest {
-            key: key.clone(),
-            inputs: inputs(),
-            model: PathBuf::from("model.onnx"),
-            board: "test".into(),
-            l4t: None,
-            precision: Precision::Fp16,
-            fallback: Vec::new(),
-            workspace_bytes: 1 << 30,
-            build_seconds: 1.0,
-            built_at: built_at.into(),
-            engine_sha256: sha256_hex(plan),
-            engine_bytes: plan.len() as u64,
-            validation: None,
-            edgesort_version: "test".into(),
-        }
-    }
-
-    fn key(digit: char) -> EngineKey {
-        EngineKey::parse(&digit.to_string().repeat(32)).unwrap()
-    }
-
-    #[test]
-    fn stores_and_serves_an_engine_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = EngineCache::open(dir.path()).unwrap();
-        let lock = cache.lock().unwrap();
-        assert!(matches!(cache.entry(&key('a')), Entry::Missing));
-        let plan = vec![7u8; 4096];
-        cache
-            .store(
-                &lock,
-                &manifest_for(&key('a'), &plan, "2026-01-01T00:00:00Z"),
-                &plan,
-            )
-            .unwrap();
-        let Entry::Ready {
-            manifest,
-            plan: served,
-        } = cache.entry(&key('a'))
-        else {
-            panic!("expected the stored engine");
-        };
-        assert_eq!(served, plan);
-        assert_eq!(manifest.key, key('a'));
-    }
-
-    #[test]
-    fn a_truncated_or_altered_engine_is_never_served() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = EngineCache::open(dir.path()).unwrap();
-        let lock = cache.lock().unwrap();
-        let plan = vec![7u8; 4096];
-        cache
-            .store(&lock, &manifest_for(&key('a'), &plan, "t"), &plan)
-            .unwrap();
-        fs::write(cache.engine_path(&key('a')), &plan[..100]).unwrap();
-        let Entry::Damaged { reason } = cache.entry(&key('a')) else {
-            panic!("a truncated engine must be damaged");
-        };
-        assert!(reason.contains("do not match its manifest"), "{reason}");
-        fs::write(cache.engine_path(&key('a')), vec![8u8; 4096]).unwrap();
-        assert!(matches!(cache.entry(&key('a')), Entry::Damaged { .. }));
-        fs::write(cache.manifest_path(&key('a')), b"{ not json").unwrap();
-        let Entry::Damaged { reason } = cache.entry(&key('a')) else {
-            panic!("a damaged manifest must be damaged");
-        };
-        assert!(reason.contains("manifest"), "{reason}");
-    }
-
-    #[test]
-    fn quarantine_moves_the_engine_aside_and_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = EngineCache::open(dir.path()).unwrap();
-        let lock = cache.lock().unwrap();
-        let plan = vec![1u8; 64];
-        for round in 1..=2 {
-            cache
-                .store(&lock, &manifest_for(&key('a'), &plan, "t"), &plan)
-                .unwrap();
-            let note = cache
-                .quarantine(&lock, &key('a'), "does not deserialize")
-                .unwrap();
-            assert_eq!(fs::read_to_string(note).unwrap(), "does not deserialize");
-            assert_eq!(cache.quarantined(&key('a')), round);
-            assert!(matches!(cache.entry(&key('a')), Entry::Missing));
-        }
-        assert_eq!(cache.quarantined(&key('b')), 0);
-    }
-
-    #[test]
-    fn sweep_removes_temporaries_and_orphan_engines_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = EngineCache::open(dir.path()).unwrap();
-        let lock = cache.lock().unwrap();
-        let plan = vec![1u8; 64];
-        cache
-            .store(&lock, &manifest_for(&key('a'), &plan, "t"), &plan)
-            .unwrap();
-        fs::write(dir.path().join(".partial-XYZ"), b"half an engine").unwrap();
-        fs::write(cache.engine_path(&key('b')), b"engine without manifest").unwrap();
-        let mut removed = cache.sweep(&lock).unwrap();
-        removed.sort();
-        assert_eq!(removed.len(), 2, "{removed:?}");
-        assert!(matches!(cache.entry(&key('a')), Entry::Ready { .. }));
-    }
-
-    #[test]
-    fn prune_keeps_the_active_and_the_newest() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = EngineCache::open(dir.path()).unwrap();
-        let lock = cache.lock().unwrap();
-        let plan = vec![1u8; 64];
-        for (digit, built_at) in [
-            ('a', "2026-01-01"),
-            ('b', "2026-02-01"),
-            ('c', "2026-03-01"),
-            ('d', "2026-04-01"),
-        ] {
-            cache
-                .store(&lock, &manifest_for(&key(digit), &plan, built_at), &plan)
-                .unwrap();
-        }
-        let removed = cache.prune(&lock, &[key('a')], 2).unwrap();
-        assert_eq!(removed, [key('c'), key('b')]);
-        assert!(matches!(cache.entry(&key('a')), Entry::Ready { .. }));
-        assert!(matches!(cache.entry(&key('d')), Entry::Ready { .. }));
-    }
-
-    #[test]
-    fn two_holders_never_hold_the_lock_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = EngineCache::open(dir.path()).unwrap();
-        let held = cache.lock().unwrap();
-        let other = cache.clone();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            let _lock = other.lock().unwrap();
-            sender.send(()).unwrap();
-        });
-        assert!(
-            receiver
-                .recv_timeout(std::time::Duration::from_millis(300))
-                .is_err(),
-            "the second holder got the lock while the first held it"
-        );
-        drop(held);
-        receiver
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("the lock is released on drop");
-        waiter.join().unwrap();
-    }
-}
+mod tests;

@@ -11,6 +11,16 @@ pub enum EngineError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An entry of the cache could not be opened, listed or made without
+    /// following a link, or is not what the cache keeps there (a link, a
+    /// FIFO, a socket); nothing was done through it.
+    #[error("cannot open {path} in the engine cache")]
+    OpenEntry {
+        /// The entry.
+        path: PathBuf,
+        /// The cause, naming what was found.
+        source: edgesort_types::BeneathError,
+    },
     /// Another process holds the cache and taking the lock failed.
     #[error("cannot lock engine cache {path}")]
     Lock {

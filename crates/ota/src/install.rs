@@ -2,6 +2,7 @@
 //! engine while the line keeps sorting, switch, restart, judge, and commit
 //! or roll back.
 
+use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use crate::keys::TrustedKeys;
 use crate::package::VerifiedPackage;
 use crate::slots::{InstallLock, Installed, OtaDir, SlotManifest, SlotName, State, Trial};
+use crate::versions::{needs_force, older_than, raised_floor};
 use crate::{OtaError, now_rfc3339};
 
 /// The running line, as the installer needs it.
@@ -227,14 +229,26 @@ pub struct Installer<'a> {
 }
 
 impl Installer<'_> {
-    /// Installs the package at `path`. A package older than (or as old
-    /// as) the committed version is refused unless `force` gives a reason,
-    /// which the history keeps. Any refusal leaves the running slot as it
-    /// was.
+    /// Installs the package at `path`. A package not newer than the
+    /// committed version by semver precedence (build metadata does not
+    /// count), or below the box's version floor, is refused unless `force`
+    /// gives a reason, which the history keeps. Any refusal leaves the
+    /// running slot as it was. The file must be a plain file, not a link.
     pub fn install(&mut self, path: &Path, force: Option<&str>) -> Result<Outcome, OtaError> {
+        self.install_file(edgesort_types::open_regular_file(path)?, path, force)
+    }
+
+    /// [`Installer::install`] of a package file already open (as
+    /// [`OtaDir::open_queued`] opens one); `path` names it in messages.
+    pub fn install_file(
+        &mut self,
+        file: File,
+        path: &Path,
+        force: Option<&str>,
+    ) -> Result<Outcome, OtaError> {
         let lock = self.ota.lock()?;
         let mut state = self.recover(&lock)?;
-        let package = VerifiedPackage::open(path, self.keys, SystemTime::now())?;
+        let package = VerifiedPackage::from_file(file, path, self.keys, SystemTime::now())?;
         let manifest = &package.manifest;
         (self.progress)(&Event::Verified {
             version: manifest.version.clone(),
@@ -247,7 +261,7 @@ impl Installer<'_> {
             });
         }
         let committed = state.committed.version.clone();
-        if committed < manifest.min_version {
+        if older_than(&committed, &manifest.min_version) {
             return Err(OtaError::Refused(format!(
                 "version {} needs at least {} installed; this box has {committed}",
                 manifest.version, manifest.min_version
@@ -256,15 +270,14 @@ impl Installer<'_> {
         // Recorded with the switch, so a forced install refused later
         // leaves no trace of having happened.
         let mut forced = None;
-        if manifest.version <= committed {
+        if let Some(why) = needs_force(&manifest.version, &committed, &state.floor) {
             let Some(reason) = force else {
-                return Err(OtaError::Refused(format!(
-                    "version {} is not newer than the committed {committed}; \
-                     a downgrade needs --force with a reason",
-                    manifest.version
-                )));
+                return Err(OtaError::Refused(why));
             };
-            forced = Some(format!("installed over {committed}: {reason}"));
+            forced = Some(format!(
+                "installed over {committed} (version floor {}): {reason}",
+                state.floor
+            ));
         }
         let has_os_payload = manifest
             .payloads
@@ -278,7 +291,13 @@ impl Installer<'_> {
             ));
         }
         let free = self.ota.free_bytes()?;
-        let needed = manifest.payload_bytes().saturating_add(self.reserve_bytes);
+        let needed = manifest
+            .payload_bytes()
+            .checked_add(self.reserve_bytes)
+            .ok_or(OtaError::DiskFull {
+                needed: u64::MAX,
+                free,
+            })?;
         if free < needed {
             return Err(OtaError::DiskFull { needed, free });
         }
@@ -395,6 +414,7 @@ impl Installer<'_> {
         match verdict {
             Verdict::Healthy => {
                 state.trial = None;
+                state.floor = raised_floor(&state.floor, &installed.version);
                 state.previous = Some(std::mem::replace(&mut state.committed, installed.clone()));
                 state.record(
                     "committed",

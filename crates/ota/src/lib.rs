@@ -12,10 +12,11 @@ mod manifest;
 mod package;
 mod priority;
 mod slots;
+mod versions;
 
 use std::path::PathBuf;
 
-pub use inbox::MAX_PACKAGE_BYTES;
+pub use inbox::{Dequeued, MAX_PACKAGE_BYTES};
 pub use install::{
     CommandLine, DaemonHealth, EnginePreparer, Event, HealthCriteria, HealthEngine, HealthFrames,
     HealthStage, Installer, Line, Outcome, Verdict,
@@ -135,6 +136,12 @@ pub enum OtaError {
     /// A slot or the state file is damaged.
     #[error("damaged: {0}")]
     Damaged(String),
+    /// A file or folder in the OTA tree, where a less trusted user may
+    /// write, is not what it must be (a link, a FIFO, a socket where a
+    /// plain file belongs) or could not be reached without following a
+    /// link; nothing was read or written through it.
+    #[error(transparent)]
+    OpenBeneath(#[from] edgesort_types::BeneathError),
     /// Reading or writing failed.
     #[error("{what}: {source}")]
     Io {

@@ -117,7 +117,7 @@ impl Manifest {
                 self.format
             ));
         }
-        if self.min_version > self.version {
+        if crate::versions::older_than(&self.version, &self.min_version) {
             return bad(format!(
                 "min_version {} is newer than the version {} itself",
                 self.min_version, self.version
@@ -128,6 +128,14 @@ impl Manifest {
         }
         if self.payloads.is_empty() {
             return bad("carries no payload".into());
+        }
+        if self
+            .payloads
+            .iter()
+            .try_fold(0u64, |total, payload| total.checked_add(payload.size))
+            .is_none()
+        {
+            return bad("the payloads' sizes add up to more bytes than a u64 counts".into());
         }
         let mut seen = std::collections::HashSet::new();
         for payload in &self.payloads {
@@ -167,7 +175,8 @@ impl Manifest {
         self.payloads.iter().find(|payload| payload.path == path)
     }
 
-    /// Total payload bytes.
+    /// Total payload bytes ([`Manifest::parse`] refuses a manifest whose
+    /// sizes overflow; one built by hand saturates).
     pub fn payload_bytes(&self) -> u64 {
         self.payloads
             .iter()

@@ -8,11 +8,12 @@
 //! checked, and a box with little free space can still take one.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use edgesort_types::open_regular_file;
 use semver::Version;
 use sha2::{Digest, Sha256};
 
@@ -95,7 +96,8 @@ pub fn pack(source: &Path, info: PackInfo, out: &Path) -> Result<Manifest, OtaEr
 /// Adds a signature by `key` to the package at `path` (replacing one by
 /// the same key), rewriting it atomically.
 pub fn sign(path: &Path, key: &SigningKeyFile) -> Result<(), OtaError> {
-    let (manifest_bytes, mut signatures) = read_head(path)?;
+    let package = open_regular_file(path)?;
+    let (manifest_bytes, mut signatures) = read_head(&package, path)?;
     let manifest = Manifest::parse(&manifest_bytes)?;
     signatures
         .signatures
@@ -103,7 +105,7 @@ pub fn sign(path: &Path, key: &SigningKeyFile) -> Result<(), OtaError> {
     signatures.signatures.push(key.sign(&manifest_bytes)?);
     let temporary = path.with_extension("signing");
     write_package(&temporary, &manifest_bytes, &signatures, |builder| {
-        let mut archive = open_archive(path)?;
+        let mut archive = open_archive(&package, path)?;
         let mut entries = archive.entries().map_err(truncated_or(path))?;
         for _ in 0..2 {
             entries.next();
@@ -128,10 +130,12 @@ pub fn sign(path: &Path, key: &SigningKeyFile) -> Result<(), OtaError> {
 }
 
 /// A package whose manifest carries a valid signature by a trusted key.
-/// Its payloads are checked as they are extracted.
+/// Its payloads are checked as they are extracted, from the file opened
+/// when it was verified.
 #[derive(Debug)]
 pub struct VerifiedPackage {
     path: PathBuf,
+    file: File,
     manifest_bytes: Vec<u8>,
     /// The manifest.
     pub manifest: Manifest,
@@ -143,13 +147,28 @@ pub struct VerifiedPackage {
 
 impl VerifiedPackage {
     /// Reads the manifest and its signatures and checks them against
-    /// `keys` as of `now`. Nothing past the signatures is read.
+    /// `keys` as of `now`. Nothing past the signatures is read. The file
+    /// must be a plain file: a link in the last component or a FIFO is
+    /// refused by name, at once.
     pub fn open(path: &Path, keys: &TrustedKeys, now: SystemTime) -> Result<Self, OtaError> {
-        let (manifest_bytes, signatures) = read_head(path)?;
+        Self::from_file(open_regular_file(path)?, path, keys, now)
+    }
+
+    /// [`VerifiedPackage::open`] for a package file already open (as
+    /// [`OtaDir::open_queued`](crate::OtaDir::open_queued) opens one);
+    /// `path` names it in messages.
+    pub fn from_file(
+        file: File,
+        path: &Path,
+        keys: &TrustedKeys,
+        now: SystemTime,
+    ) -> Result<Self, OtaError> {
+        let (manifest_bytes, signatures) = read_head(&file, path)?;
         let signer: &TrustedKey = keys.verify(&manifest_bytes, &signatures, now)?;
         let manifest = Manifest::parse(&manifest_bytes)?;
         Ok(VerifiedPackage {
             path: path.to_owned(),
+            file,
             manifest_sha256: hex::encode(Sha256::digest(&manifest_bytes)),
             signer: signer.id.clone(),
             manifest_bytes,
@@ -165,7 +184,7 @@ impl VerifiedPackage {
         &self,
         mut sink: impl FnMut(&Payload, &mut dyn Read) -> Result<(), OtaError>,
     ) -> Result<(), OtaError> {
-        let mut archive = open_archive(&self.path)?;
+        let mut archive = open_archive(&self.file, &self.path)?;
         let mut entries = archive.entries().map_err(truncated_or(&self.path))?;
         let head = [MANIFEST_ENTRY, SIGNATURES_ENTRY];
         for name in head {
@@ -312,14 +331,19 @@ fn entry_kind_name(kind: tar::EntryType) -> &'static str {
     }
 }
 
-fn open_archive(path: &Path) -> Result<tar::Archive<File>, OtaError> {
-    let file = File::open(path).map_err(io_error(format!("opening {}", path.display())))?;
+/// The package `file` read from its start; `path` names it in messages.
+fn open_archive(file: &File, path: &Path) -> Result<tar::Archive<File>, OtaError> {
+    // A clone shares the offset, which an earlier reader left anywhere.
+    let file = file
+        .try_clone()
+        .and_then(|mut file| file.seek(SeekFrom::Start(0)).map(|_| file))
+        .map_err(io_error(format!("reading {}", path.display())))?;
     Ok(tar::Archive::new(file))
 }
 
 /// Reads the manifest's bytes and the signatures.
-fn read_head(path: &Path) -> Result<(Vec<u8>, Signatures), OtaError> {
-    let mut archive = open_archive(path)?;
+fn read_head(file: &File, path: &Path) -> Result<(Vec<u8>, Signatures), OtaError> {
+    let mut archive = open_archive(file, path)?;
     let mut entries = archive.entries().map_err(truncated_or(path))?;
     let mut next = |name: &str, limit: u64| -> Result<Vec<u8>, OtaError> {
         let mut entry = entries

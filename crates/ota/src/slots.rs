@@ -8,6 +8,9 @@
 //! <ota dir>/lock             held by the installer for its whole run
 //! ```
 //!
+//! The lock is opened without following a link and never truncated before
+//! it is held: a `lock` planted as a link or a FIFO is refused by name.
+//!
 //! `state.json` is the single truth and is only ever replaced whole
 //! (temp file, fsync, rename). The `current` link is derived from it and
 //! flipped by one rename; [`OtaDir::recover`] repairs it. A slot becomes
@@ -16,18 +19,19 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use edgesort_types::{sha256_file, sync_folder, write_atomically};
+use edgesort_types::{Folder, sha256_file, sync_folder, write_atomically};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{PayloadKind, slot_path_kind};
 use crate::package::VerifiedPackage;
+use crate::versions::raised_floor;
 use crate::{OtaError, io_error};
 
 /// The state layout this code reads and writes.
@@ -175,6 +179,12 @@ pub struct State {
     /// What was committed before it: the only version `rollback` goes to.
     #[serde(default)]
     pub previous: Option<Installed>,
+    /// The highest version ever committed here, by semver precedence. It
+    /// only rises: a rollback, manual or automatic, leaves it, and a
+    /// package below it needs `--force`. A state written before the floor
+    /// existed reads as its committed version.
+    #[serde(default = "no_floor")]
+    pub floor: Version,
     /// A slot being tried, if any.
     pub trial: Option<Trial>,
     /// Recent events, oldest first.
@@ -272,14 +282,17 @@ impl OtaDir {
 
     /// Takes the lock, or says who holds it.
     pub fn lock(&self) -> Result<InstallLock, OtaError> {
-        self.try_lock()?.ok_or_else(|| {
-            let holder = std::fs::read_to_string(self.root.join("lock")).unwrap_or_default();
-            OtaError::Busy(holder.trim().to_owned())
-        })
+        self.take_lock()?
+            .map_err(|holder| OtaError::Busy(holder.trim().to_owned()))
     }
 
     /// Takes the lock if nobody holds it.
     pub fn try_lock(&self) -> Result<Option<InstallLock>, OtaError> {
+        Ok(self.take_lock()?.ok())
+    }
+
+    /// The lock, or what its holder wrote in it.
+    fn take_lock(&self) -> Result<Result<InstallLock, String>, OtaError> {
         let slots = self.root.join("slots");
         std::fs::create_dir_all(&slots)
             .map_err(io_error(format!("creating {}", self.root.display())))?;
@@ -288,18 +301,16 @@ impl OtaDir {
             set_mode(folder, 0o755)?;
         }
         let path = self.root.join("lock");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_error(format!("opening {}", path.display())))?;
+        // Never through a link, never a FIFO, and not truncated before it
+        // is held: another installer's pid stays readable.
+        let mut file = Folder::open(&self.root)?.open_or_create("lock", 0o644)?;
         // SAFETY: flock on a descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let error = std::io::Error::last_os_error();
             if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Ok(None);
+                let mut holder = String::new();
+                let _ = (&mut file).take(256).read_to_string(&mut holder);
+                return Ok(Err(holder));
             }
             return Err(OtaError::Io {
                 what: format!("locking {}", path.display()),
@@ -310,7 +321,7 @@ impl OtaDir {
         let _ = file
             .set_len(0)
             .and_then(|()| file.write_all(holder.as_bytes()));
-        Ok(Some(InstallLock { _file: file }))
+        Ok(Ok(InstallLock { _file: file }))
     }
 
     /// The state, or `None` before the first [`OtaDir::init`].
@@ -326,8 +337,9 @@ impl OtaDir {
                 });
             }
         };
-        let state: State = serde_json::from_slice(&bytes)
+        let mut state: State = serde_json::from_slice(&bytes)
             .map_err(|error| OtaError::Damaged(format!("{}: {error}", path.display())))?;
+        state.floor = raised_floor(&state.floor, &state.committed.version);
         if state.format != STATE_FORMAT {
             return Err(OtaError::Damaged(format!(
                 "{}: format {} is not {STATE_FORMAT}",
@@ -450,6 +462,7 @@ impl OtaDir {
                 package: FACTORY.to_owned(),
             },
             previous: None,
+            floor: version.clone(),
             trial: None,
             history: Vec::new(),
         };
@@ -638,8 +651,15 @@ impl OtaDir {
                 source: std::io::Error::last_os_error(),
             });
         }
-        Ok(stats.f_bavail as u64 * stats.f_frsize as u64)
+        // Saturating: more free bytes than a u64 holds is plenty.
+        Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
     }
+}
+
+/// The floor of a state written before floors existed, raised to its
+/// committed version as it is read.
+fn no_floor() -> Version {
+    Version::new(0, 0, 0)
 }
 
 /// sha256 and length of a file.

@@ -1,6 +1,4 @@
-use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Prefix of the temporary files [`write_atomically`] leaves behind when the
@@ -30,50 +28,9 @@ pub fn sync_folder(folder: &Path) -> std::io::Result<()> {
     std::fs::File::open(folder)?.sync_all()
 }
 
-/// Opens `path` for reading only if it is a regular file, the way root
-/// reads a file someone else may have planted: a symbolic link as its last
-/// component is refused (`O_NOFOLLOW`), a FIFO does not block the open
-/// (`O_NONBLOCK`), and the type is checked on the open descriptor, so the
-/// file cannot be swapped between the check and the read.
-pub fn open_regular(path: &Path) -> std::io::Result<File> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if file.metadata()?.is_file() {
-        Ok(file)
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn opens_only_a_regular_file_and_never_through_a_link() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("token");
-        std::fs::write(&file, b"secret").unwrap();
-        open_regular(&file).unwrap();
-
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&file, &link).unwrap();
-        let error = open_regular(&link).unwrap_err();
-        assert_eq!(error.raw_os_error(), Some(libc::ELOOP), "{error}");
-
-        let fifo = dir.path().join("fifo");
-        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
-        let error = open_regular(&fifo).unwrap_err();
-        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
-        assert_eq!(std::fs::read(&file).unwrap(), b"secret");
-    }
 
     #[test]
     fn replaces_the_whole_file_and_leaves_no_temporary_behind() {

@@ -49,6 +49,16 @@ pub enum ConfigError {
         /// The parser's message, which names the field and line.
         source: Box<toml::de::Error>,
     },
+    /// A settings file root acts on is not a plain file, or cannot be opened
+    /// without following a link.
+    #[error("cannot open {path}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What was found there.
+        #[source]
+        source: Box<crate::BeneathError>,
+    },
     /// A settings file root acts on could be written by someone other than
     /// root.
     #[error("refusing {path}: it {reason}")]

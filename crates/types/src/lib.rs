@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod atomic_file;
+mod beneath;
 pub mod board;
 mod capture_format;
 pub mod config;
@@ -17,7 +18,8 @@ mod frame;
 mod pixel;
 mod time;
 
-pub use atomic_file::{PARTIAL_PREFIX, open_regular, sync_folder, write_atomically};
+pub use atomic_file::{PARTIAL_PREFIX, sync_folder, write_atomically};
+pub use beneath::{BeneathError, Folder, FolderEntry, open_regular_file};
 pub use capture_format::{CaptureFormat, fourcc_text};
 pub use detection::{BoundingBox, ClassId, Detection, FrameDetections};
 pub use digest::{sha256_file, sha256_hex};

@@ -55,11 +55,16 @@ pub fn write_slot_files(folder: &Path, seed: u64, model_len: usize) {
 pub struct RecordingLine {
     pub ota: OtaDir,
     pub restarts: usize,
+    /// Every restart fails, so a switch is rolled back.
+    pub broken: bool,
 }
 
 impl Line for RecordingLine {
     fn restart(&mut self) -> Result<(), String> {
         self.restarts += 1;
+        if self.broken {
+            return Err("the test line is broken".into());
+        }
         Ok(())
     }
 
@@ -136,6 +141,7 @@ impl TestBox {
             line: RecordingLine {
                 ota: ota.clone(),
                 restarts: 0,
+                broken: false,
             },
             dir,
             ota,
@@ -180,9 +186,14 @@ impl TestBox {
     }
 
     pub fn install(&mut self, package: &Path, force: Option<&str>) -> Result<Outcome, OtaError> {
+        self.with_installer(|installer| installer.install(package, force))
+    }
+
+    /// An installer wired to this box's doubles.
+    pub fn with_installer<T>(&mut self, work: impl FnOnce(&mut Installer) -> T) -> T {
         let events = &mut self.events;
         let mut progress = |event: &Event| events.push(event.clone());
-        Installer {
+        work(&mut Installer {
             ota: &self.ota,
             keys: &self.keys,
             board: BOARD.into(),
@@ -192,8 +203,7 @@ impl TestBox {
             line: &mut self.line,
             engine: &mut self.engine,
             progress: &mut progress,
-        }
-        .install(package, force)
+        })
     }
 
     pub fn rollback(&mut self, reason: &str) -> Result<Outcome, OtaError> {

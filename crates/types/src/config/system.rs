@@ -48,7 +48,10 @@ impl SystemConfig {
             path: path.to_owned(),
             source,
         };
-        let mut file = crate::open_regular(path).map_err(read)?;
+        let mut file = crate::open_regular_file(path).map_err(|error| ConfigError::Open {
+            path: path.to_owned(),
+            source: Box::new(error),
+        })?;
         let meta = file.metadata().map_err(read)?;
         check_trusted(path, meta.uid(), meta.mode(), effective_uid())?;
         let mut text = String::new();
@@ -136,7 +139,7 @@ impl SystemConfig {
                 "must be at least 1: a slot that processed nothing proved nothing",
             ));
         }
-        Ok(())
+        ota.validate()
     }
 }
 
@@ -227,7 +230,7 @@ restart_command = ["systemctl", "restart", "edgesortd.service"]
         let link = dir.path().join("link.toml");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         let error = SystemConfig::load(&link).unwrap_err();
-        assert!(matches!(error, ConfigError::Read { .. }), "{error}");
+        assert!(matches!(error, ConfigError::Open { .. }), "{error}");
     }
 
     #[test]
