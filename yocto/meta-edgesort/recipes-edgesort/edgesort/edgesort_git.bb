@@ -106,24 +106,27 @@ do_install:append() {
     install -m 0644 ${S}/tests/data/demo_clip/tracks.json $demo/
 
     # The box configuration the .deb installs too (board/edgesort-box.toml),
-    # with this image's board and OS updater. The daemon saves PUT /config
-    # by renaming a file into /etc/edgesort, hence the group-writable folder.
+    # with this image's board. The daemon saves PUT /config by renaming a
+    # file into /etc/edgesort, hence the group-writable folder.
     pins="${localstatedir}/lib/edgesort/ota/current/board/pins/${EDGESORT_PINS}"
     config=${D}${sysconfdir}/edgesort/edgesort.toml
     install -d -m 0775 -g edgesort ${D}${sysconfdir}/edgesort
     sed -e "s|^board = \"pins/.*\"\$|board = \"$pins\"|" \
-        -e 's|^os_update_command = \[\]$|os_update_command = ${EDGESORT_OS_UPDATE_COMMAND}|' \
         ${S}/board/edgesort-box.toml > $config
     chmod 0644 $config
     # A sed that no longer matches would ship the wrong board silently.
     grep -qxF "board = \"$pins\"" $config
-    grep -qxF 'os_update_command = ${EDGESORT_OS_UPDATE_COMMAND}' $config
     test -f ${S}/board/pins/${EDGESORT_PINS}
 
     # Root's settings (the OTA commands, trusted keys, update folder), as the
-    # .deb installs them: root:root 0644, in the folder the daemon may write
-    # but not this file.
-    install -o root -g root -m 0644 ${S}/board/system.toml ${D}${sysconfdir}/edgesort/system.toml
+    # .deb installs them, with this image's OS updater: root:root 0644, in
+    # the folder the daemon may write but not this file.
+    system=${D}${sysconfdir}/edgesort/system.toml
+    sed -e 's|^os_update_command = \[\]$|os_update_command = ${EDGESORT_OS_UPDATE_COMMAND}|' \
+        ${S}/board/system.toml > $system
+    chown root:root $system
+    chmod 0644 $system
+    grep -qxF 'os_update_command = ${EDGESORT_OS_UPDATE_COMMAND}' $system
 }
 
 # The configuration names one MACHINE's pin map.
