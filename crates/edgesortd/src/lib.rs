@@ -106,20 +106,19 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(bind))
         .with_context(|| format!("listening on {bind} (api.bind)"))?;
-    let updates = edgesort_api::Updates {
-        ota: edgesort_ota::OtaDir::new(&config.ota.dir),
-        trusted_keys: config.ota.trusted_keys.clone(),
-    };
+    let updates = edgesort_api::Updates::from(&config.ota);
+    let api = config.api.clone();
     let (daemon, _failsafes) = start_line(&args, config, choose)?;
     let daemon = Arc::new(daemon);
     let listening = listener.local_addr().unwrap_or(bind);
     tracing::info!(%listening, "API listening");
 
-    let router = edgesort_api::router(daemon.clone(), token, updates);
+    let router = edgesort_api::router(daemon.clone(), token, updates, &api);
     let served = runtime.block_on(async {
         let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("sorting")]);
         let watchdog = tokio::spawn(feed_watchdog(Arc::downgrade(&daemon)));
-        let served = edgesort_api::serve(listener, router, signals(daemon.clone())).await;
+        let limits = edgesort_api::Limits::from(&api);
+        let served = edgesort_api::serve(listener, router, limits, signals(daemon.clone())).await;
         watchdog.abort();
         let _ = watchdog.await;
         served

@@ -517,8 +517,10 @@ impl Config {
                 *path = base.join(&*path);
             }
         }
-        if self.api.token_file.is_relative() {
-            self.api.token_file = self.engine.data_dir.join(&self.api.token_file);
+        for path in [&mut self.api.token_file, &mut self.api.read_token_file] {
+            if path.is_relative() {
+                *path = self.engine.data_dir.join(&*path);
+            }
         }
         if self.ota.dir.is_relative() {
             self.ota.dir = self.engine.data_dir.join(&self.ota.dir);
@@ -725,6 +727,7 @@ impl Config {
             ));
         }
 
+        self.api.validate()?;
         self.validate_ejectors()?;
         self.validate_rules()
     }

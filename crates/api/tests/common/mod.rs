@@ -57,6 +57,17 @@ pub fn write_config(dir: &Path, replay_loop: bool) -> PathBuf {
     path
 }
 
+/// Sets `fields` (TOML lines) in the configuration's `[api]` section.
+pub fn set_api(config: &Path, fields: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains("\n[api]\n"), "the example config changed");
+    std::fs::write(
+        config,
+        text.replace("\n[api]\n", &format!("\n[api]\n{fields}\n")),
+    )
+    .unwrap();
+}
+
 /// A running daemon with its API.
 pub struct Line {
     pub daemon: Arc<Daemon>,
@@ -103,12 +114,10 @@ impl Line {
             .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
-        let updates = edgesort_api::Updates {
-            ota: edgesort_ota::OtaDir::new(&config.ota.dir),
-            trusted_keys: config.ota.trusted_keys.clone(),
-        };
-        let router = edgesort_api::router(daemon.clone(), token.clone(), updates);
-        runtime.spawn(edgesort_api::serve(listener, router, async {
+        let updates = edgesort_api::Updates::from(&config.ota);
+        let router = edgesort_api::router(daemon.clone(), token.clone(), updates, &config.api);
+        let limits = edgesort_api::Limits::from(&config.api);
+        runtime.spawn(edgesort_api::serve(listener, router, limits, async {
             let _ = stopped.await;
         }));
         Line {
