@@ -1,9 +1,11 @@
 //! The technician's window onto a running line: edgesortd's local HTTP API
 //! and the status page it serves.
 //!
-//! Every call but the page itself needs `Authorization: Bearer <token>`. The
-//! token is made at a box's first start and kept on its data partition
-//! ([`Token::load_or_create`]); there are no default passwords.
+//! Every call but the page itself needs `Authorization: Bearer <token>`:
+//! the admin token for anything, or the read-only token for reads (`GET`)
+//! only. Both are made at a box's first start and kept on its data
+//! partition ([`Access::load_or_create`]); there are no default passwords.
+//! Test pulses are refused unless `api.allow_test_pulse` allows them.
 //!
 //! | call | answer |
 //! | --- | --- |
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -50,7 +52,7 @@ use crate::auth_limit::{ClientKey, FailedAuths};
 pub use metrics::prometheus_text;
 pub use render::snapshot_jpeg;
 pub use serve::{Limits, serve};
-pub use token::{Token, TokenError};
+pub use token::{Access, Role, Token, TokenError};
 
 /// The status page: one file, no outside resources.
 const STATUS_PAGE: &str = include_str!("../assets/status.html");
@@ -61,8 +63,10 @@ const MAX_EVENTS: usize = 1000;
 #[derive(Clone)]
 struct Api {
     daemon: Arc<Daemon>,
-    token: Token,
+    access: Access,
     updates: Updates,
+    /// `api.allow_test_pulse`.
+    allow_test_pulse: bool,
     /// Failed authentications per client over the last minute.
     failed_auths: Arc<FailedAuths>,
     /// One permit: the upload in progress holds it.
@@ -92,14 +96,15 @@ impl From<&OtaConfig> for Updates {
     }
 }
 
-/// The API's routes over `daemon`, guarded by `token`, within `config`'s
+/// The API's routes over `daemon`, guarded by `access`'s tokens, within `config`'s
 /// request deadlines and failed-authentication limit. [`serve`] applies
 /// its connection limits.
-pub fn router(daemon: Arc<Daemon>, token: Token, updates: Updates, config: &ApiConfig) -> Router {
+pub fn router(daemon: Arc<Daemon>, access: Access, updates: Updates, config: &ApiConfig) -> Router {
     let api = Api {
         daemon,
-        token,
+        access,
         updates,
+        allow_test_pulse: config.allow_test_pulse,
         failed_auths: Arc::new(FailedAuths::new(config.auth_failures_per_minute)),
         uploading: Arc::new(Semaphore::new(1)),
     };
@@ -132,7 +137,8 @@ pub fn router(daemon: Arc<Daemon>, token: Token, updates: Updates, config: &ApiC
         .with_state(api)
 }
 
-/// Lets a call with the token through. A client whose failures used up
+/// Lets a call with a token through: the admin token to anything, the
+/// read-only token to reads (`GET`, `HEAD`) only, 403 otherwise. A client whose failures used up
 /// `api.auth_failures_per_minute` gets 429 whatever it offers, until its
 /// oldest failure is a minute old.
 async fn require_token(
@@ -158,9 +164,20 @@ async fn require_token(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    match offered {
-        Some(offered) if api.token.matches(offered.trim()) => next.run(request).await,
-        _ => {
+    match offered.and_then(|offered| api.access.role(offered.trim())) {
+        Some(Role::Admin) => next.run(request).await,
+        Some(Role::Read) if request.method() == Method::GET || request.method() == Method::HEAD => {
+            next.run(request).await
+        }
+        Some(Role::Read) => error_response(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "the read-only token may only read; {} {} needs the admin token (api.token_file)",
+                request.method(),
+                request.uri().path()
+            ),
+        ),
+        None => {
             api.failed_auths.record(client, Instant::now());
             (
                 StatusCode::UNAUTHORIZED,
@@ -324,6 +341,12 @@ async fn test_pulse(
     Path(lane): Path<String>,
     Query(query): Query<PulseQuery>,
 ) -> Response {
+    if !api.allow_test_pulse {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "test pulses over the API are off on this box: a pulse from the network moves machinery nobody at the line asked to move; set api.allow_test_pulse = true to allow them",
+        );
+    }
     let daemon = api.daemon.clone();
     let actor = format!("api {peer}");
     let lane_name = lane.clone();

@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use edgesort_actuate::{EjectorScheduler, FailSafe, ForceLow, SimulatedPin, force_all_low};
-use edgesort_api::Token;
+use edgesort_api::Access;
 use edgesort_daemon::{
     Daemon, DaemonSetup, DetectorFactory, EngineInfo, ResetLog, WireInputs, cpu_detector,
 };
@@ -92,11 +92,12 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
         config.store.path = data.join("events.sqlite");
         config.api.token_file = data.join("api-token");
+        config.api.read_token_file = data.join("api-read-token");
         config.engine.data_dir = data.clone();
         config.ota.dir = data.join("ota");
     }
     hand_over_to_slot(&config.ota.dir)?;
-    let token = Token::load_or_create(&config.api.token_file)?;
+    let access = Access::load_or_create(&config.api)?;
     let bind = args.bind.unwrap_or(config.api.bind);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -113,7 +114,7 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
     let listening = listener.local_addr().unwrap_or(bind);
     tracing::info!(%listening, "API listening");
 
-    let router = edgesort_api::router(daemon.clone(), token, updates, &api);
+    let router = edgesort_api::router(daemon.clone(), access, updates, &api);
     let served = runtime.block_on(async {
         let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("sorting")]);
         let watchdog = tokio::spawn(feed_watchdog(Arc::downgrade(&daemon)));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgesort_actuate::{Edge, SimulatedPin};
-use edgesort_api::Token;
+use edgesort_api::Access;
 use edgesort_daemon::{Daemon, DaemonSetup, WireInputs, cpu_detector};
 use edgesort_types::config::Config;
 use serde_json::Value;
@@ -57,15 +57,30 @@ pub fn write_config(dir: &Path, replay_loop: bool) -> PathBuf {
     path
 }
 
-/// Sets `fields` (TOML lines) in the configuration's `[api]` section.
+/// Sets `fields` (TOML `key = value` lines) in the configuration's `[api]`
+/// section, replacing the example's value where it has one.
 pub fn set_api(config: &Path, fields: &str) {
-    let text = std::fs::read_to_string(config).unwrap();
-    assert!(text.contains("\n[api]\n"), "the example config changed");
-    std::fs::write(
-        config,
-        text.replace("\n[api]\n", &format!("\n[api]\n{fields}\n")),
-    )
-    .unwrap();
+    let mut text = std::fs::read_to_string(config).unwrap();
+    let api = text.find("\n[api]\n").expect("the example config changed") + 1;
+    for field in fields.lines() {
+        let key = field.split('=').next().unwrap().trim();
+        let section = &text[api..];
+        let end = section[1..]
+            .find("\n[")
+            .map_or(text.len(), |at| api + 1 + at);
+        let existing = text[api..end]
+            .match_indices(&format!("\n{key} = "))
+            .next()
+            .map(|(at, _)| api + at + 1);
+        match existing {
+            Some(at) => {
+                let line_end = text[at..].find('\n').map_or(text.len(), |n| at + n);
+                text.replace_range(at..line_end, field);
+            }
+            None => text.insert_str(api + "[api]\n".len(), &format!("{field}\n")),
+        }
+    }
+    std::fs::write(config, text).unwrap();
 }
 
 /// A running daemon with its API.
@@ -75,6 +90,8 @@ pub struct Line {
     pub config: Config,
     pub base: String,
     pub token: String,
+    /// The read-only token.
+    pub read_token: String,
     runtime: Option<tokio::runtime::Runtime>,
     stop_api: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -88,7 +105,7 @@ impl Line {
     pub fn start_wired(config_path: &Path, inputs: Option<WireInputs>) -> Line {
         let config = Config::load(config_path).unwrap();
         let pins = SimulatedPin::for_ejectors(&config);
-        let token = Token::load_or_create(&config.api.token_file).unwrap();
+        let access = Access::load_or_create(&config.api).unwrap();
         let (detector, engine) = cpu_detector(&config.model.path, 2);
         let daemon = Arc::new(
             Daemon::start(DaemonSetup {
@@ -115,7 +132,7 @@ impl Line {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
         let updates = edgesort_api::Updates::from(&config.ota);
-        let router = edgesort_api::router(daemon.clone(), token.clone(), updates, &config.api);
+        let router = edgesort_api::router(daemon.clone(), access.clone(), updates, &config.api);
         let limits = edgesort_api::Limits::from(&config.api);
         runtime.spawn(edgesort_api::serve(listener, router, limits, async {
             let _ = stopped.await;
@@ -125,7 +142,8 @@ impl Line {
             pins,
             config,
             base,
-            token: token.secret().to_string(),
+            token: access.admin.secret().to_string(),
+            read_token: access.read.secret().to_string(),
             runtime: Some(runtime),
             stop_api: Some(stop_api),
         }
