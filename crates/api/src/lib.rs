@@ -1,9 +1,11 @@
 //! The technician's window onto a running line: edgesortd's local HTTP API
 //! and the status page it serves.
 //!
-//! Every call but the page itself needs `Authorization: Bearer <token>`. The
-//! token is made at a box's first start and kept on its data partition
-//! ([`Token::load_or_create`]); there are no default passwords.
+//! Every call but the page itself needs `Authorization: Bearer <token>`:
+//! the admin token for anything, or the read-only token for reads (`GET`)
+//! only. Both are made at a box's first start and kept on its data
+//! partition ([`Access::load_or_create`]); there are no default passwords.
+//! Test pulses are refused unless `api.allow_test_pulse` allows them.
 //!
 //! | call | answer |
 //! | --- | --- |
@@ -18,32 +20,39 @@
 //! | `POST /ota/packages` | an update package as the body: verified whole, then queued for the installer (202) |
 #![deny(missing_docs)]
 
+mod auth_limit;
 mod metrics;
 mod render;
+mod serve;
 mod token;
+mod upload;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use edgesort_daemon::{ConfigRejected, Daemon, EstopResetRefused, PulseRefused, ResetDone};
-use edgesort_ota::{MAX_PACKAGE_BYTES, OtaDir, OtaError, TrustedKeys};
-use http_body_util::BodyExt;
+use edgesort_ota::OtaDir;
+use edgesort_types::config::{ApiConfig, OtaConfig};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::auth_limit::{ClientKey, FailedAuths};
 
 pub use metrics::prometheus_text;
 pub use render::snapshot_jpeg;
-pub use token::{Token, TokenError};
+pub use serve::{Limits, serve};
+pub use token::{Access, Role, Token, TokenError};
 
 /// The status page: one file, no outside resources.
 const STATUS_PAGE: &str = include_str!("../assets/status.html");
@@ -54,8 +63,14 @@ const MAX_EVENTS: usize = 1000;
 #[derive(Clone)]
 struct Api {
     daemon: Arc<Daemon>,
-    token: Token,
+    access: Access,
     updates: Updates,
+    /// `api.allow_test_pulse`.
+    allow_test_pulse: bool,
+    /// Failed authentications per client over the last minute.
+    failed_auths: Arc<FailedAuths>,
+    /// One permit: the upload in progress holds it.
+    uploading: Arc<Semaphore>,
 }
 
 /// Where uploaded update packages go and which keys they must be signed
@@ -66,16 +81,37 @@ pub struct Updates {
     pub ota: OtaDir,
     /// The image's trusted keys.
     pub trusted_keys: PathBuf,
+    /// Bytes the data partition must keep free after an upload.
+    pub reserve_bytes: u64,
 }
 
-/// The API's routes over `daemon`, guarded by `token`.
-pub fn router(daemon: Arc<Daemon>, token: Token, updates: Updates) -> Router {
+impl From<&OtaConfig> for Updates {
+    fn from(ota: &OtaConfig) -> Updates {
+        Updates {
+            ota: OtaDir::new(&ota.dir),
+            trusted_keys: ota.trusted_keys.clone(),
+            // A reserve too large to count in bytes refuses every upload.
+            reserve_bytes: ota.reserve_mib.saturating_mul(1 << 20),
+        }
+    }
+}
+
+/// The API's routes over `daemon`, guarded by `access`'s tokens, within `config`'s
+/// request deadlines and failed-authentication limit. [`serve`] applies
+/// its connection limits.
+pub fn router(daemon: Arc<Daemon>, access: Access, updates: Updates, config: &ApiConfig) -> Router {
     let api = Api {
         daemon,
-        token,
+        access,
         updates,
+        allow_test_pulse: config.allow_test_pulse,
+        failed_auths: Arc::new(FailedAuths::new(config.auth_failures_per_minute)),
+        uploading: Arc::new(Semaphore::new(1)),
     };
-    let guarded = Router::new()
+    let deadline = |seconds| {
+        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(seconds))
+    };
+    let calls = Router::new()
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
@@ -84,51 +120,78 @@ pub fn router(daemon: Arc<Daemon>, token: Token, updates: Updates) -> Router {
         .route("/snapshot.jpg", get(snapshot))
         .route("/ejectors/{lane}/test", post(test_pulse))
         .route("/estop/reset", post(reset_estop))
+        .layer(deadline(config.request_timeout_s));
+    let uploads = Router::new()
         .route(
             "/ota/packages",
-            post(upload_package).layer(DefaultBodyLimit::disable()),
+            post(upload::upload_package).layer(DefaultBodyLimit::disable()),
         )
+        .layer(deadline(config.upload_timeout_s));
+    let guarded = calls
+        .merge(uploads)
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
     Router::new()
         .route("/", get(|| async { Html(STATUS_PAGE) }))
+        .layer(deadline(config.request_timeout_s))
         .merge(guarded)
         .with_state(api)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}
-
-async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
+/// Lets a call with a token through: the admin token to anything, the
+/// read-only token to reads (`GET`, `HEAD`) only, 403 otherwise. A client whose failures used up
+/// `api.auth_failures_per_minute` gets 429 whatever it offers, until its
+/// oldest failure is a minute old.
+async fn require_token(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let client = ClientKey::from(peer.ip());
+    if let Some(wait) = api.failed_auths.locked_out(client, Instant::now()) {
+        let seconds = wait.as_secs().max(1);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, seconds.to_string())],
+            axum::Json(json!({
+                "error": format!("too many calls with a missing or wrong API token from {}; try again in {seconds} s", peer.ip())
+            })),
+        )
+            .into_response();
+    }
     let offered = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    match offered {
-        Some(offered) if api.token.matches(offered.trim()) => next.run(request).await,
-        _ => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(json!({"error": "missing or wrong API token"})),
-        )
-            .into_response(),
+    match offered.and_then(|offered| api.access.role(offered.trim())) {
+        Some(Role::Admin) => next.run(request).await,
+        Some(Role::Read) if request.method() == Method::GET || request.method() == Method::HEAD => {
+            next.run(request).await
+        }
+        Some(Role::Read) => error_response(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "the read-only token may only read; {} {} needs the admin token (api.token_file)",
+                request.method(),
+                request.uri().path()
+            ),
+        ),
+        None => {
+            api.failed_auths.record(client, Instant::now());
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(json!({"error": "missing or wrong API token"})),
+            )
+                .into_response()
+        }
     }
 }
 
 /// Runs a call that blocks (SQLite, JPEG encoding, waiting for a pulse)
 /// off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Response> {
     tokio::task::spawn_blocking(work)
@@ -136,7 +199,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|error| error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()))
 }
 
-fn error_response(code: StatusCode, message: &str) -> Response {
+pub(crate) fn error_response(code: StatusCode, message: &str) -> Response {
     (code, axum::Json(json!({ "error": message }))).into_response()
 }
 
@@ -281,6 +344,12 @@ async fn test_pulse(
     Path(lane): Path<String>,
     Query(query): Query<PulseQuery>,
 ) -> Response {
+    if !api.allow_test_pulse {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "test pulses over the API are off on this box: a pulse from the network moves machinery nobody at the line asked to move; set api.allow_test_pulse = true to allow them",
+        );
+    }
     let daemon = api.daemon.clone();
     let actor = format!("api {peer}");
     let lane_name = lane.clone();
@@ -317,123 +386,6 @@ async fn reset_estop(
             error_response(StatusCode::FORBIDDEN, &refused.to_string())
         }
         Ok(Err(refused)) => error_response(StatusCode::CONFLICT, &refused.to_string()),
-        Err(response) => response,
-    }
-}
-
-/// Receives an update package. It streams to the data partition (never
-/// whole into memory), is verified whole (signature, then every payload)
-/// and queued for the installer, which runs outside the daemon's sandbox
-/// because it restarts the daemon. A bad package is deleted and the answer
-/// names what is wrong with it.
-async fn upload_package(
-    State(api): State<Api>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Body,
-) -> Response {
-    let ota = api.updates.ota.clone();
-    let (path, file) = match blocking(move || ota.receive()).await {
-        Ok(Ok(received)) => received,
-        Ok(Err(error)) => {
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string());
-        }
-        Err(response) => return response,
-    };
-    let (chunks, mut to_write) = tokio::sync::mpsc::channel::<Bytes>(8);
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let mut file = file;
-        while let Some(chunk) = to_write.blocking_recv() {
-            file.write_all(&chunk)?;
-        }
-        file.sync_all()
-    });
-    let mut body = body;
-    let mut received = 0u64;
-    let refused = loop {
-        match body.frame().await {
-            None => break None,
-            Some(Err(error)) => {
-                break Some((
-                    StatusCode::BAD_REQUEST,
-                    format!("the upload broke off after {received} bytes: {error}"),
-                ));
-            }
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                received += data.len() as u64;
-                if received > MAX_PACKAGE_BYTES {
-                    break Some((
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("a package may have at most {MAX_PACKAGE_BYTES} bytes"),
-                    ));
-                }
-                if chunks.send(data).await.is_err() {
-                    break Some((
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "writing the upload failed".into(),
-                    ));
-                }
-            }
-        }
-    };
-    drop(chunks);
-    let written = writer.await;
-    let refused = refused.or_else(|| match written {
-        Ok(Ok(())) => None,
-        Ok(Err(error)) => Some((
-            StatusCode::INSUFFICIENT_STORAGE,
-            format!("storing the upload failed: {error}"),
-        )),
-        Err(error) => Some((StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
-    });
-    if let Some((code, message)) = refused {
-        let _ = std::fs::remove_file(&path);
-        return error_response(code, &message);
-    }
-
-    let updates = api.updates.clone();
-    let daemon = api.daemon.clone();
-    let actor = format!("api {peer}");
-    let queued = blocking(move || {
-        let keys = TrustedKeys::load(&updates.trusted_keys).inspect_err(|_| {
-            let _ = std::fs::remove_file(&path);
-        })?;
-        let queued = updates.ota.enqueue(&path, &keys);
-        let detail = match &queued {
-            Ok((file, package)) => format!(
-                "version {} signed by {} queued as {}",
-                package.manifest.version,
-                package.signer,
-                file.display()
-            ),
-            Err(error) => format!("refused: {error}"),
-        };
-        daemon.with_store(|store| {
-            if let Err(error) = store.audit(&actor, "ota.upload", &detail) {
-                tracing::warn!(%error, "the upload was not audited");
-            }
-        });
-        queued
-    })
-    .await;
-    match queued {
-        Ok(Ok((file, package))) => (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({
-                "queued": file,
-                "version": package.manifest.version.to_string(),
-                "signer": package.signer,
-                "payloads": package.manifest.payloads.len(),
-                "next": "the installer takes it from the queue; follow it with `edgesort ota status`",
-            })),
-        )
-            .into_response(),
-        Ok(Err(error @ OtaError::Io { .. })) => {
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
-        }
-        Ok(Err(error)) => error_response(StatusCode::BAD_REQUEST, &error.to_string()),
         Err(response) => response,
     }
 }

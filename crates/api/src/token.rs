@@ -10,6 +10,46 @@ const TOKEN_BYTES: usize = 32;
 #[derive(Clone)]
 pub struct Token(String);
 
+/// What a caller may do, by the token it offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Everything: reads, configuration, uploads, test pulses, resets.
+    Admin,
+    /// Reads (`GET`) only: for dashboards.
+    Read,
+}
+
+/// The box's two tokens.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// `api.token_file`'s.
+    pub admin: Token,
+    /// `api.read_token_file`'s.
+    pub read: Token,
+}
+
+impl Access {
+    /// Both tokens, each made at first start where missing.
+    pub fn load_or_create(api: &edgesort_types::config::ApiConfig) -> Result<Access, TokenError> {
+        Ok(Access {
+            admin: Token::load_or_create(&api.token_file)?,
+            read: Token::load_or_create(&api.read_token_file)?,
+        })
+    }
+
+    /// The role `offered` grants, if any. Both tokens are compared, so the
+    /// time taken does not tell which one was near.
+    pub fn role(&self, offered: &str) -> Option<Role> {
+        let admin = self.admin.matches(offered);
+        let read = self.read.matches(offered);
+        match (admin, read) {
+            (true, _) => Some(Role::Admin),
+            (false, true) => Some(Role::Read),
+            (false, false) => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Token {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.write_str("Token(..)")
@@ -120,6 +160,18 @@ mod tests {
         assert!(!token.matches("0123456789abcdef01234"));
         assert!(!token.matches("1123456789abcdef0123"));
         assert!(!token.matches(""));
+    }
+
+    #[test]
+    fn each_token_grants_its_own_role_and_a_stranger_none() {
+        let access = Access {
+            admin: Token("admin-0123456789abcdef".into()),
+            read: Token("read-0123456789abcdef".into()),
+        };
+        assert_eq!(access.role("admin-0123456789abcdef"), Some(Role::Admin));
+        assert_eq!(access.role("read-0123456789abcdef"), Some(Role::Read));
+        assert_eq!(access.role("read-0123456789abcdeX"), None);
+        assert_eq!(access.role(""), None);
     }
 
     #[test]

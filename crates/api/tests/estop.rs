@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Line, write_config};
+use common::{Line, set_api, write_config};
 use edgesort_actuate::{EjectorScheduler, SimulatedInput};
 use edgesort_daemon::{EstopResetRefused, ResetLog, WireInputs};
 use edgesort_store::Store;
@@ -29,6 +29,8 @@ fn alarms(status: &Value) -> Vec<String> {
 fn the_estop_latch_shows_its_state_and_only_a_reset_rearms() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), true);
+    // Pulses by hand are part of what the latch must hold back.
+    set_api(&config, "allow_test_pulse = true");
     // A reset button on header pin 16, as an integrator wires one.
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "debounce_ms = 20\n",

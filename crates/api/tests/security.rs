@@ -6,13 +6,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Line, call, rises, write_config};
+use common::{Line, call, rises, set_api, write_config};
 use edgesort_store::Store;
 
 #[test]
 fn calls_without_the_right_token_get_401() {
     let dir = tempfile::tempdir().unwrap();
-    let line = Line::start(&write_config(dir.path(), false));
+    let config = write_config(dir.path(), false);
+    // Every refusal here is from one address: more than the default lock-out allows.
+    set_api(&config, "auth_failures_per_minute = 100");
+    let line = Line::start(&config);
     for (method, path) in [
         ("GET", "/health"),
         ("GET", "/status"),
@@ -165,7 +168,9 @@ fn a_config_put_outside_the_editable_sections_is_refused_and_audited() {
 #[test]
 fn a_test_pulse_is_refused_while_sorting_unless_forced_and_fires_when_idle() {
     let dir = tempfile::tempdir().unwrap();
-    let line = Line::start(&write_config(dir.path(), true));
+    let config = write_config(dir.path(), true);
+    set_api(&config, "allow_test_pulse = true");
+    let line = Line::start(&config);
     line.wait_for("the line to run", Duration::from_secs(120), |status| {
         status["state"] == "running"
     });
@@ -194,4 +199,57 @@ fn a_test_pulse_is_refused_while_sorting_unless_forced_and_fires_when_idle() {
         "{audit:?}"
     );
     drop(pins);
+}
+
+/// Issue 23, acceptance 4b and 4c.
+#[test]
+fn the_read_only_token_reads_and_is_refused_403_on_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), false);
+    set_api(&config, "allow_test_pulse = true");
+    let line = Line::start(&config);
+    let read = Some(line.read_token.as_str());
+    assert_ne!(line.read_token, line.token);
+    for path in ["/status", "/metrics", "/events?since=0", "/config"] {
+        let (code, body) = call(&line.base, "GET", path, read, None);
+        assert_eq!(code, 200, "GET {path}: {body}");
+    }
+    let (_, original) = line.call("GET", "/config", None);
+    for (method, path, body) in [
+        ("PUT", "/config", original.as_str()),
+        ("POST", "/ota/packages", "not a package"),
+        ("POST", "/ejectors/bolts/test?force=true", ""),
+        ("POST", "/estop/reset", ""),
+    ] {
+        let (code, answer) = call(&line.base, method, path, read, Some(body));
+        assert_eq!(code, 403, "{method} {path}: {answer}");
+        assert!(answer.contains("read-only token may only read"), "{answer}");
+    }
+    let (_, pins, config) = line.stop();
+    assert!(
+        pins.iter().all(|pin| rises(pin).is_empty()),
+        "no pulse fired"
+    );
+    let store = Store::open(&config.store.path).unwrap();
+    let audit = store.audit_log(10).unwrap();
+    assert!(
+        audit.iter().all(|entry| entry.action != "config.put"),
+        "{audit:?}"
+    );
+}
+
+/// Issue 23, acceptance 4c: the board's default refuses test pulses.
+#[test]
+fn a_test_pulse_over_the_api_is_refused_while_the_box_does_not_allow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = Line::start(&write_config(dir.path(), false));
+    assert!(!line.config.api.allow_test_pulse);
+    let (code, body) = line.call("POST", "/ejectors/bolts/test?force=true", None);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("api.allow_test_pulse"), "{body}");
+    let (_, pins, _) = line.stop();
+    assert!(
+        pins.iter().all(|pin| rises(pin).is_empty()),
+        "no pulse fired"
+    );
 }

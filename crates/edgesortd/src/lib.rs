@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use edgesort_actuate::{EjectorScheduler, FailSafe, ForceLow, SimulatedPin, force_all_low};
-use edgesort_api::Token;
+use edgesort_api::Access;
 use edgesort_daemon::{
     Daemon, DaemonSetup, DetectorFactory, EngineInfo, ResetLog, WireInputs, cpu_detector,
 };
@@ -97,6 +97,7 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
         config.store.path = data.join("events.sqlite");
         config.api.token_file = data.join("api-token");
+        config.api.read_token_file = data.join("api-read-token");
         config.engine.data_dir = data.clone();
     }
     if config.ignored_ota.is_some() {
@@ -108,7 +109,7 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
     }
     let system = system_settings(&args, &config);
     hand_over_to_slot(&system.ota.dir)?;
-    let token = Token::load_or_create(&config.api.token_file)?;
+    let access = Access::load_or_create(&config.api)?;
     let bind = args.bind.unwrap_or(config.api.bind);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -118,20 +119,19 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(bind))
         .with_context(|| format!("listening on {bind} (api.bind)"))?;
-    let updates = edgesort_api::Updates {
-        ota: edgesort_ota::OtaDir::new(&system.ota.dir),
-        trusted_keys: system.ota.trusted_keys,
-    };
+    let updates = edgesort_api::Updates::from(&system.ota);
+    let api = config.api.clone();
     let (daemon, _failsafes) = start_line(&args, config, choose)?;
     let daemon = Arc::new(daemon);
     let listening = listener.local_addr().unwrap_or(bind);
     tracing::info!(%listening, "API listening");
 
-    let router = edgesort_api::router(daemon.clone(), token, updates);
+    let router = edgesort_api::router(daemon.clone(), access, updates, &api);
     let served = runtime.block_on(async {
         let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("sorting")]);
         let watchdog = tokio::spawn(feed_watchdog(Arc::downgrade(&daemon)));
-        let served = edgesort_api::serve(listener, router, signals(daemon.clone())).await;
+        let limits = edgesort_api::Limits::from(&api);
+        let served = edgesort_api::serve(listener, router, limits, signals(daemon.clone())).await;
         watchdog.abort();
         let _ = watchdog.await;
         served

@@ -541,8 +541,10 @@ impl Config {
                 *path = base.join(&*path);
             }
         }
-        if self.api.token_file.is_relative() {
-            self.api.token_file = self.engine.data_dir.join(&self.api.token_file);
+        for path in [&mut self.api.token_file, &mut self.api.read_token_file] {
+            if path.is_relative() {
+                *path = self.engine.data_dir.join(&*path);
+            }
         }
     }
 
@@ -720,6 +722,7 @@ impl Config {
             ));
         }
 
+        self.api.validate()?;
         self.validate_ejectors()?;
         self.validate_rules()
     }

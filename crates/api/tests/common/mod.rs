@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgesort_actuate::{Edge, SimulatedPin};
-use edgesort_api::Token;
+use edgesort_api::Access;
 use edgesort_daemon::{Daemon, DaemonSetup, WireInputs, cpu_detector};
-use edgesort_types::config::Config;
+use edgesort_types::config::{Config, OtaConfig, SystemConfig};
 use serde_json::Value;
 
 pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -57,6 +57,32 @@ pub fn write_config(dir: &Path, replay_loop: bool) -> PathBuf {
     path
 }
 
+/// Sets `fields` (TOML `key = value` lines) in the configuration's `[api]`
+/// section, replacing the example's value where it has one.
+pub fn set_api(config: &Path, fields: &str) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    let api = text.find("\n[api]\n").expect("the example config changed") + 1;
+    for field in fields.lines() {
+        let key = field.split('=').next().unwrap().trim();
+        let section = &text[api..];
+        let end = section[1..]
+            .find("\n[")
+            .map_or(text.len(), |at| api + 1 + at);
+        let existing = text[api..end]
+            .match_indices(&format!("\n{key} = "))
+            .next()
+            .map(|(at, _)| api + at + 1);
+        match existing {
+            Some(at) => {
+                let line_end = text[at..].find('\n').map_or(text.len(), |n| at + n);
+                text.replace_range(at..line_end, field);
+            }
+            None => text.insert_str(api + "[api]\n".len(), &format!("{field}\n")),
+        }
+    }
+    std::fs::write(config, text).unwrap();
+}
+
 /// A running daemon with its API.
 pub struct Line {
     pub daemon: Arc<Daemon>,
@@ -64,6 +90,8 @@ pub struct Line {
     pub config: Config,
     pub base: String,
     pub token: String,
+    /// The read-only token.
+    pub read_token: String,
     runtime: Option<tokio::runtime::Runtime>,
     stop_api: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -77,7 +105,7 @@ impl Line {
     pub fn start_wired(config_path: &Path, inputs: Option<WireInputs>) -> Line {
         let config = Config::load(config_path).unwrap();
         let pins = SimulatedPin::for_ejectors(&config);
-        let token = Token::load_or_create(&config.api.token_file).unwrap();
+        let access = Access::load_or_create(&config.api).unwrap();
         let (detector, engine) = cpu_detector(&config.model.path, 2);
         let daemon = Arc::new(
             Daemon::start(DaemonSetup {
@@ -103,14 +131,22 @@ impl Line {
             .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
-        // As the box's system file would say: the slots on the data
+        // Root's system file beside the configuration where the test wrote
+        // one; else as the box's would say: the slots on the data
         // partition, the trusted keys beside the configuration.
-        let updates = edgesort_api::Updates {
-            ota: edgesort_ota::OtaDir::new(&config.engine.data_dir.join("ota")),
-            trusted_keys: config_path.with_file_name("ota-keys.toml"),
+        let system = config_path.with_file_name("system.toml");
+        let ota = match std::fs::read_to_string(&system) {
+            Ok(text) => SystemConfig::from_file_text(&text, &system).unwrap().ota,
+            Err(_) => OtaConfig {
+                dir: config.engine.data_dir.join("ota"),
+                trusted_keys: config_path.with_file_name("ota-keys.toml"),
+                ..Default::default()
+            },
         };
-        let router = edgesort_api::router(daemon.clone(), token.clone(), updates);
-        runtime.spawn(edgesort_api::serve(listener, router, async {
+        let updates = edgesort_api::Updates::from(&ota);
+        let router = edgesort_api::router(daemon.clone(), access.clone(), updates, &config.api);
+        let limits = edgesort_api::Limits::from(&config.api);
+        runtime.spawn(edgesort_api::serve(listener, router, limits, async {
             let _ = stopped.await;
         }));
         Line {
@@ -118,7 +154,8 @@ impl Line {
             pins,
             config,
             base,
-            token: token.secret().to_string(),
+            token: access.admin.secret().to_string(),
+            read_token: access.read.secret().to_string(),
             runtime: Some(runtime),
             stop_api: Some(stop_api),
         }
