@@ -9,7 +9,7 @@
 #                                   (but for the slow ones in qemu-slow-tests.txt)
 #
 # The binaries are packaged builds (EDGESORT_PACKAGED): the CLI's default
-# configuration is the box's /etc/edgesort/edgesort.toml. The TensorRT shim
+# configuration is the box's /etc/edgesort/line/edgesort.toml. The TensorRT shim
 # is compiled in when TENSORRT_INCLUDE_DIR (and CUDA_INCLUDE_DIR) name the
 # JetPack's headers; without them the binaries run the CPU backend only and
 # `edgesort provision` says so.

@@ -8,7 +8,7 @@
 #   sudo scripts/hw-selftest.sh [--config FILE] [--only SECTIONS] [--skip-engine]
 #                               [--pulse-ms MS] [--yes]
 #
-#   --config FILE     the box's configuration (default /etc/edgesort/edgesort.toml)
+#   --config FILE     the box's configuration (default /etc/edgesort/line/edgesort.toml)
 #   --only SECTIONS   run only these sections, comma-separated, out of gpu,
 #                     engine, camera and ejectors (default: all four, in that
 #                     order)
@@ -30,7 +30,7 @@
 # exit status is 0 either way once the report is written.
 set -euo pipefail
 
-config=/etc/edgesort/edgesort.toml
+config=/etc/edgesort/line/edgesort.toml
 sections=gpu,engine,camera,ejectors
 time_engine=true
 pulse_ms=20

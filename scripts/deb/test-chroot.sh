@@ -67,7 +67,7 @@ cleanup() {
     for mount in "$root$data" "$root/proc"; do
         if mountpoint -q "$mount"; then umount "$mount"; fi
     done
-    rm -rf "$root" "$work/v2"
+    rm -rf "$root" "$work/v0" "$work/v2"
 }
 trap cleanup EXIT
 cleanup
@@ -124,7 +124,7 @@ no_enablement_left() {
 }
 installed_version() { in_root dpkg-query -W -f '${Version} ${db:Status-Abbrev}' edgesort; }
 runs() { [ "$(in_root /usr/bin/edgesort --version)" = "edgesort ${1%-*}" ]; }
-config_loads() { in_root edgesort gpio list --config /etc/edgesort/edgesort.toml >/dev/null; }
+config_loads() { in_root edgesort gpio list --config /etc/edgesort/line/edgesort.toml >/dev/null; }
 is_conffile() { in_root dpkg-query -W -f '${Conffiles}\n' edgesort | grep -q "$1 "; }
 user_is_system() {
     local uid shell
@@ -151,7 +151,7 @@ documented_paths() {
 }
 files_installed() {
     local file
-    for file in /usr/bin/edgesort /usr/bin/edgesortd /etc/edgesort/edgesort.toml \
+    for file in /usr/bin/edgesort /usr/bin/edgesortd /etc/edgesort/line/edgesort.toml \
         /etc/edgesort/pins/orin-nano-devkit.toml /etc/edgesort/pins/orin-nx-p3768.toml \
         /etc/edgesort/pins/agx-orin-devkit.toml /lib/systemd/system/edgesortd.service \
         /lib/systemd/system/edgesort-provision.service /lib/systemd/system/edgesort-ota-install.path \
@@ -164,17 +164,17 @@ files_installed() {
 # What both units' ExecStartPre does at first boot: slot a from the factory
 # folder, committed, with the configured model and stills inside it.
 factory_slot() {
-    in_root edgesort ota recover --config /etc/edgesort/edgesort.toml \
+    in_root edgesort ota recover --config /etc/edgesort/line/edgesort.toml \
         --factory /usr/share/edgesort/factory >"$work/logs/recover.log" 2>&1 &&
         [ -f "$root$data/ota/current/model/sorter_yolov8n_dynamic.onnx" ] &&
         [ -d "$root$data/ota/current/calibration/images" ] &&
-        in_root edgesort ota status --verify --config /etc/edgesort/edgesort.toml \
+        in_root edgesort ota status --verify --config /etc/edgesort/line/edgesort.toml \
             >>"$work/logs/recover.log" 2>&1
 }
 slot_committed() { grep -q '"committed"' "$root$data/ota/state.json"; }
 edited='# edited on the box'
-config_kept() { grep -qx "$edited" "$root/etc/edgesort/edgesort.toml"; }
-v2_default_beside() { grep -qx '# edgesort 0.1.0-2' "$root/etc/edgesort/edgesort.toml.dpkg-dist"; }
+config_kept() { grep -qx "$edited" "$root/etc/edgesort/line/edgesort.toml"; }
+v2_default_beside() { grep -qx "# edgesort $v2" "$root/etc/edgesort/line/edgesort.toml.dpkg-dist"; }
 user_kept() { in_root getent passwd edgesort >/dev/null; }
 data_emptied() { mountpoint -q "$root$data" && [ -z "$(ls -A "$root$data")" ]; }
 
@@ -184,12 +184,43 @@ cp "$deb" "$root/tmp/edgesort-v1.deb"
 # v2: the same files, version bumped, and a changed default configuration.
 dpkg-deb -R "$deb" "$work/v2"
 sed -i "s/^Version: .*/Version: $v2/" "$work/v2/DEBIAN/control"
-echo "# edgesort $v2" >>"$work/v2/etc/edgesort/edgesort.toml"
+echo "# edgesort $v2" >>"$work/v2/etc/edgesort/line/edgesort.toml"
 # Uncompressed: it lives for one run.
 dpkg-deb -Znone --build "$work/v2" "$root/tmp/edgesort-v2.deb" >/dev/null
+# v0: the layout before 0.1.0-2, the configuration in /etc/edgesort itself
+# (which was root:edgesort 0775), no preinst.
+v0=${v1%-*}-0
+dpkg-deb -R "$deb" "$work/v0"
+sed -i "s/^Version: .*/Version: $v0/" "$work/v0/DEBIAN/control"
+mv "$work/v0/etc/edgesort/line/edgesort.toml" "$work/v0/etc/edgesort/edgesort.toml"
+rmdir "$work/v0/etc/edgesort/line"
+sed -i 's|^/etc/edgesort/line/edgesort.toml$|/etc/edgesort/edgesort.toml|' "$work/v0/DEBIAN/conffiles"
+rm "$work/v0/DEBIAN/preinst"
+dpkg-deb -Znone --build "$work/v0" "$root/tmp/edgesort-v0.deb" >/dev/null
 
 echo "== contents of $(basename "$deb")"
 check "every packaged-box path the README, docs and units name is in the package" documented_paths
+
+echo "== $v0 (configuration in /etc/edgesort) upgraded to $v1 (in /etc/edgesort/line)"
+dpkg_step install-v0 -i /tmp/edgesort-v0.deb
+# As the old layout let the daemon: its PUT /config saved the file, and its
+# group put a link where the new folder goes.
+in_root chown root:edgesort /etc/edgesort
+chmod 0775 "$root/etc/edgesort"
+echo "$edited" >>"$root/etc/edgesort/edgesort.toml"
+mkdir "$root/tmp/victim"
+echo untouched >"$root/tmp/victim/file"
+ln -s /tmp/victim "$root/etc/edgesort/line"
+dpkg_step upgrade-v0-v1 -i /tmp/edgesort-v1.deb
+check "the saved config moved to /etc/edgesort/line/edgesort.toml" config_kept
+check "nothing left at /etc/edgesort/edgesort.toml" [ ! -e "$root/etc/edgesort/edgesort.toml" ]
+check "the planted link was removed, not unpacked through: its target untouched" \
+    eval '[ -d "$root/etc/edgesort/line" ] && [ ! -L "$root/etc/edgesort/line" ] && [ "$(ls "$root/tmp/victim")" = file ] && [ "$(cat "$root/tmp/victim/file")" = untouched ]'
+check "/etc/edgesort root:root 755 again" owner_mode /etc/edgesort "root:root 755"
+check "/etc/edgesort/line edgesort:edgesort 755" owner_mode /etc/edgesort/line "edgesort:edgesort 755"
+check "the moved config loads with its pin map" config_loads
+dpkg_step purge-v1 -P edgesort
+rm -rf "$root/tmp/victim"
 
 echo "== install $v1"
 dpkg_step install-v1 -i /tmp/edgesort-v1.deb
@@ -197,21 +228,22 @@ check "version $v1 installed" [ "$(installed_version)" = "$v1 ii " ]
 check "files: binaries, config, pin maps, units, udev rule, tmpfiles, model, docs" files_installed
 check "100 calibration stills in the factory folder" calibration_stills
 check "demo clip: 240 frames and tracks.json in /usr/share/edgesort/demo_clip, nothing else" demo_clip
-check "/etc/edgesort/edgesort.toml is a conffile" is_conffile /etc/edgesort/edgesort.toml
+check "/etc/edgesort/line/edgesort.toml is a conffile" is_conffile /etc/edgesort/line/edgesort.toml
 check "/etc/edgesort/system.toml is a conffile" is_conffile /etc/edgesort/system.toml
 check "/etc/edgesort/system.toml root:root 644" owner_mode /etc/edgesort/system.toml "root:root 644"
 check "system user edgesort (nologin, group edgesort)" user_is_system
 check "groups gpio, video, render, edgesort exist" groups_exist
 check "$data edgesort:edgesort 750" owner_mode "$data" "edgesort:edgesort 750"
 check "$data/ota root:root 755" owner_mode "$data/ota" "root:root 755"
-check "/etc/edgesort root:edgesort 775 (PUT /config)" owner_mode /etc/edgesort "root:edgesort 775"
+check "/etc/edgesort root:root 755 (root's settings beside it)" owner_mode /etc/edgesort "root:root 755"
+check "/etc/edgesort/line edgesort:edgesort 755 (PUT /config)" owner_mode /etc/edgesort/line "edgesort:edgesort 755"
 check "units enabled: ${units[*]}" units_enabled
 check "edgesort --version runs under qemu" runs "$v1"
 check "the installed config loads with its pin map" config_loads
 check "ota recover --factory makes slot a with model and stills" factory_slot
 
 echo "== edit the config, upgrade to $v2 keeping it"
-echo "$edited" >>"$root/etc/edgesort/edgesort.toml"
+echo "$edited" >>"$root/etc/edgesort/line/edgesort.toml"
 # Root's settings edited (so dpkg keeps them) and handed to the daemon's
 # user, group- and world-writable: postinst must make them root's again.
 echo "$edited" >>"$root/etc/edgesort/system.toml"
@@ -236,7 +268,7 @@ check "data partition kept" slot_committed
 
 echo "== purge"
 # What a daemon killed while saving PUT /config leaves; dpkg knows nothing of it.
-touch "$root/etc/edgesort/.partial-config"
+touch "$root/etc/edgesort/line/.partial-config"
 dpkg_step purge -P edgesort
 check "package gone" [ -z "$(in_root dpkg-query -W -f '${db:Status-Abbrev}' edgesort 2>/dev/null)" ]
 check "/etc/edgesort gone (.dpkg-dist, daemon leftovers included)" [ ! -e "$root/etc/edgesort" ]

@@ -149,13 +149,13 @@ vm_config() {
         skip { next }
         section == "[model]" && model != "" && /^path = / { print "path = \"" model "\""; next }
         { print }
-    ' "$ROOT/etc/edgesort/edgesort.toml.box"
+    ' "$ROOT/etc/edgesort/line/edgesort.toml.box"
 }
-mv "$ROOT/etc/edgesort/edgesort.toml" "$ROOT/etc/edgesort/edgesort.toml.box"
-vm_config "" > "$ROOT/etc/edgesort/edgesort.toml"
+mv "$ROOT/etc/edgesort/line/edgesort.toml" "$ROOT/etc/edgesort/line/edgesort.toml.box"
+vm_config "" > "$ROOT/etc/edgesort/line/edgesort.toml"
 MODEL2=/usr/share/edgesort/vm/model-resaved.onnx
 vm_config "$MODEL2" > "$scratch/edgesort-model2.toml"
-if ! grep -q '^replay = ' "$ROOT/etc/edgesort/edgesort.toml" || ! grep -q "^path = \"$MODEL2\"" "$scratch/edgesort-model2.toml"; then
+if ! grep -q '^replay = ' "$ROOT/etc/edgesort/line/edgesort.toml" || ! grep -q "^path = \"$MODEL2\"" "$scratch/edgesort-model2.toml"; then
     echo "the package's edgesort.toml has no [camera] or [model] path to replace" >&2
     exit 1
 fi
@@ -173,7 +173,7 @@ mkdir -p "$ROOT/etc/systemd/system/edgesortd.service.d"
 cat > "$ROOT/etc/systemd/system/edgesortd.service.d/vm.conf" <<'DROPIN'
 [Service]
 ExecStart=
-ExecStart=/usr/bin/edgesortd --config /etc/edgesort/edgesort.toml --simulate-gpio
+ExecStart=/usr/bin/edgesortd --config /etc/edgesort/line/edgesort.toml --simulate-gpio
 DROPIN
 # The data partition; fsck.ext4 is not in the rootfs.
 echo 'LABEL=edgesort-data /var/lib/edgesort ext4 defaults 0 0' >> "$ROOT/etc/fstab"
@@ -185,7 +185,7 @@ cat > "$ROOT/usr/local/sbin/edgesort-vm-check" <<'CHECK'
 set -uo pipefail
 say() { printf 'VMCHECK %s\n' "$*"; }
 min_frames=$(sed -n 's/.*edgesort.vm_frames=\([0-9]*\).*/\1/p' /proc/cmdline)
-config=/etc/edgesort/edgesort.toml
+config=/etc/edgesort/line/edgesort.toml
 status=
 for _ in $(seq 180); do
     if [ "$(systemctl show -P ActiveState edgesortd.service)" = active ]; then
@@ -349,7 +349,7 @@ check 4a "stamp removed from the data disk: provisioning runs again and stamps t
     "$(provision_evidence 3); provision/cpu-backend.json key $(stamp_key | cut -c1-16); provision/status.json $(record); $(line_evidence 3)" "$ok"
 
 chmod 644 "$scratch/edgesort-model2.toml"
-printf 'rm /etc/edgesort/edgesort.toml\nwrite %s /etc/edgesort/edgesort.toml\n' "$scratch/edgesort-model2.toml" \
+printf 'rm /etc/edgesort/line/edgesort.toml\nwrite %s /etc/edgesort/line/edgesort.toml\n' "$scratch/edgesort-model2.toml" \
     | debugfs -w -f - "$ROOT_IMG" >/dev/null 2>&1
 boot 4
 ok=0

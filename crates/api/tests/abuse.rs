@@ -344,3 +344,98 @@ fn the_eleventh_wrong_token_in_a_minute_from_one_address_gets_429() {
     assert!(code == 200 || code == 503, "{code}: {body}");
     line.stop();
 }
+
+#[test]
+fn a_call_or_upload_that_stalls_past_its_deadline_gets_408_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), false);
+    set_api(&config, "request_timeout_s = 1\nupload_timeout_s = 2");
+    let line = Line::start(&config);
+    let server = server(&line);
+    let incoming = line.config.engine.data_dir.join("ota/incoming");
+    let before = std::fs::read_to_string(&config).unwrap();
+
+    // A configuration whose body never finishes arriving.
+    let mut put = connect_from(Ipv4Addr::LOCALHOST, server);
+    write!(
+        put,
+        "PUT /config HTTP/1.1\r\nHost: box\r\nAuthorization: Bearer {}\r\nContent-Length: 100\r\n\r\n[rules]",
+        line.token
+    )
+    .unwrap();
+    let (code, body) = read_answer(&mut put);
+    assert_eq!(code, 408, "{body}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+
+    // An upload that stops half way: cut off at its deadline, its partial
+    // file removed, and the next upload is not turned away as a second one.
+    let mut upload = connect_from(Ipv4Addr::LOCALHOST, server);
+    upload
+        .write_all(upload_head(&line.token, 10 << 20, true).as_bytes())
+        .unwrap();
+    read_continue(&mut upload);
+    upload.write_all(&vec![b'x'; 1 << 20]).unwrap();
+    let (code, body) = read_answer(&mut upload);
+    assert_eq!(code, 408, "{body}");
+    assert_eq!(files_in(&incoming), Vec::<String>::new());
+    let mut next = connect_from(Ipv4Addr::LOCALHOST, server);
+    next.write_all(upload_head(&line.token, 10, false).as_bytes())
+        .unwrap();
+    next.write_all(b"0123456789").unwrap();
+    let (code, body) = read_answer(&mut next);
+    assert!(code != 429 && code != 408, "{code}: {body}");
+    line.stop();
+}
+
+#[test]
+fn an_upload_is_cut_off_when_the_free_space_falls_under_the_reserve_while_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), false);
+    // A reserve 512 MiB under the free space: a 64 MiB package fits when
+    // it is offered.
+    let stat = rustix::fs::statvfs(dir.path()).unwrap();
+    let free_mib = (stat.f_bavail * stat.f_frsize) >> 20;
+    assert!(
+        free_mib > 2048,
+        "this test needs 2 GiB free, {free_mib} MiB are"
+    );
+    let data = dir.path().join("data");
+    std::fs::write(
+        config.with_file_name("system.toml"),
+        format!(
+            "data_dir = {data:?}\n[ota]\nreserve_mib = {}\n",
+            free_mib - 512
+        ),
+    )
+    .unwrap();
+    let line = Line::start(&config);
+    let incoming = line.config.engine.data_dir.join("ota/incoming");
+    let mut upload = connect_from(Ipv4Addr::LOCALHOST, server(&line));
+    upload
+        .write_all(upload_head(&line.token, 64 << 20, true).as_bytes())
+        .unwrap();
+    read_continue(&mut upload);
+    upload.write_all(&vec![b'x'; 1 << 20]).unwrap();
+
+    // Something else on the data partition takes 1 GiB meanwhile.
+    let hog = std::fs::File::create(dir.path().join("hog")).unwrap();
+    rustix::fs::fallocate(&hog, rustix::fs::FallocateFlags::empty(), 0, 1 << 30).unwrap();
+    // The rest of the first 8 MiB from another thread: the server stops
+    // reading when it refuses, and a blocked write must not hold the answer.
+    let mut sender = upload.try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        let _ = sender.write_all(&vec![b'x'; 7 << 20]);
+    });
+    let (code, body) = read_answer(&mut upload);
+    assert_eq!(code, 507, "{body}");
+    assert!(
+        body.contains("fell under its reserve") && body.contains("ota.reserve_mib"),
+        "{body}"
+    );
+    drop(upload);
+    sending.join().unwrap();
+    drop(hog);
+    std::fs::remove_file(dir.path().join("hog")).unwrap();
+    assert_eq!(files_in(&incoming), Vec::<String>::new());
+    line.stop();
+}

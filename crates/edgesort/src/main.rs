@@ -42,7 +42,7 @@ use crate::replay::{ReplayArgs, run_replay_command};
 /// build names no folder of the machine that built it, so two checkouts in
 /// different places build the same bytes.
 const BUNDLED_CONFIG: &str = match option_env!("EDGESORT_PACKAGED") {
-    Some(_) => "/etc/edgesort/edgesort.toml",
+    Some(_) => "/etc/edgesort/line/edgesort.toml",
     None => concat!(env!("CARGO_MANIFEST_DIR"), "/../../board/edgesort.toml"),
 };
 

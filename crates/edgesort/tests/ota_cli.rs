@@ -300,8 +300,8 @@ fn as_daemon_user(script: &str) -> Output {
 }
 
 /// Issue 23, acceptance 2: a box laid out as the .deb lays it out (the data
-/// partition the daemon's, the update slots and `system.toml` root's, the
-/// configuration folder writable by the daemon's group), the daemon's user
+/// partition the daemon's, the update slots, `/etc/edgesort` and
+/// `system.toml` root's, the line's configuration in `line/`, the daemon's), the daemon's user
 /// trying each escalation, and root's tools refusing each. Needs root to
 /// hand files to another uid: CI runs it as root (`.ci/run`).
 #[test]
@@ -322,7 +322,8 @@ fn issue_23_the_daemon_user_cannot_steer_what_root_runs_or_touches() {
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
     };
 
-    // /etc/edgesort: root:edgesort 0775; system.toml root:root 0644.
+    // /etc/edgesort: root:root 0755 with system.toml root:root 0644; the
+    // line's configuration in line/, the daemon's own folder.
     std::fs::create_dir_all(path("etc")).unwrap();
     let stanza = ok(edgesort(&[
         "ota",
@@ -336,8 +337,15 @@ fn issue_23_the_daemon_user_cannot_steer_what_root_runs_or_touches() {
     ]));
     std::fs::write(path("ota-keys.toml"), stanza).unwrap();
     let (config, system) = box_config(&path("etc"), &path("ota-keys.toml"));
-    chown(&path("etc"), 0, 65534);
-    std::fs::set_permissions(path("etc"), std::fs::Permissions::from_mode(0o775)).unwrap();
+    std::fs::set_permissions(path("etc"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(path("etc/line")).unwrap();
+    let config = {
+        let line = path("etc/line/edgesort.toml");
+        std::fs::rename(&config, &line).unwrap();
+        chown(&path("etc/line"), 65534, 65534);
+        chown(&line, 65534, 65534);
+        line
+    };
     // /var/lib/edgesort: the daemon's; its ota/ root's, made by recover.
     std::fs::create_dir_all(path("etc/data")).unwrap();
     std::fs::create_dir_all(path("factory/model")).unwrap();
@@ -376,14 +384,22 @@ fn issue_23_the_daemon_user_cannot_steer_what_root_runs_or_touches() {
     let tried = as_daemon_user(&format!("chmod 0666 {system}"));
     assert!(!tried.status.success(), "the daemon chmodded {system}");
 
-    // 2. Replace them: the folder lets the daemon's group rename into it,
-    //    so the swap succeeds, and root's tools refuse the file it made.
+    // 2. Replace them: /etc/edgesort is root's, so neither a rename into it
+    //    nor a new file there works, while the daemon's own folder takes
+    //    its saves.
     let tried = as_daemon_user(&format!(
-        "cat {system} > {dir}/planted.toml && echo '# owned' >> {dir}/planted.toml && mv -f {dir}/planted.toml {system}",
+        "cat {system} > {dir}/line/planted.toml && mv -f {dir}/line/planted.toml {system}",
         dir = arg(&path("etc"))
     ));
+    assert!(!tried.status.success(), "the daemon replaced {system}");
+    assert_eq!(std::fs::metadata(&system).unwrap().uid(), 0);
+    let tried = as_daemon_user(&format!(
+        "cp {config} {config}.new && mv -f {config}.new {config}"
+    ));
     assert!(tried.status.success(), "{}", text(&tried));
-    assert_eq!(std::fs::metadata(&system).unwrap().uid(), 65534);
+    //    And a settings file that is not root's (an administrator's copy
+    //    handed to the daemon's user) is refused by root's tools.
+    chown(Path::new(&system), 65534, 65534);
     let refused = root(&["ota", "status"]);
     assert!(!refused.status.success());
     assert!(

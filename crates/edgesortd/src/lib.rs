@@ -27,7 +27,7 @@ use edgesort_daemon::{
     Daemon, DaemonSetup, DetectorFactory, EngineInfo, ResetLog, WireInputs, cpu_detector,
 };
 use edgesort_gpio::{CdevInput, CdevOutput, Edges, chips, resolve};
-use edgesort_types::config::{ActiveLevel, Config, ConfigError, SYSTEM_CONFIG_PATH, SystemConfig};
+use edgesort_types::config::{ActiveLevel, Config, SYSTEM_CONFIG_PATH, SystemConfig};
 use embedded_hal::digital::OutputPin;
 use sd_notify::NotifyState;
 
@@ -35,7 +35,7 @@ use sd_notify::NotifyState;
 #[command(name = "edgesortd", version, about = "The edgesort appliance daemon")]
 struct Args {
     /// Configuration file; `PUT /config` saves changes here.
-    #[arg(long, default_value = "/etc/edgesort/edgesort.toml")]
+    #[arg(long, default_value = "/etc/edgesort/line/edgesort.toml")]
     config: PathBuf,
     /// Root's settings: where uploaded update packages go and which keys
     /// they must be signed with. Without the file, the defaults on the
@@ -166,38 +166,31 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
 /// instead of handing over again.
 const HANDED_OVER: &str = "EDGESORTD_FROM_SLOT";
 
-/// An update slot that carries its own edgesortd runs it in place of the
-/// image's: an update can replace the daemon without touching the
-/// read-only rootfs. The process (and so systemd's main PID) stays the
-/// same. A slot daemon that cannot start fails its update's health check,
-/// and the rollback brings this one back.
 /// Root's settings as the daemon reads them. The daemon acts on nothing as
 /// root, so a missing or unreadable file does not stop the line: it falls
 /// back to the defaults on `engine.data_dir` and says so.
 fn system_settings(args: &Args, config: &Config) -> SystemConfig {
-    let mut system = match SystemConfig::load(&args.system) {
-        Ok(system) => system,
-        Err(error) => {
-            let missing = matches!(&error, ConfigError::Read { source, .. }
-                if source.kind() == std::io::ErrorKind::NotFound);
-            if missing {
-                tracing::info!(system = %args.system.display(), "no system file: updates use the defaults");
-            } else {
-                tracing::error!("{error}; updates use the defaults");
-            }
-            SystemConfig::defaults_on(&config.engine.data_dir)
+    let mut system = SystemConfig::load(&args.system).unwrap_or_else(|error| {
+        if error.is_not_found() {
+            tracing::info!(system = %args.system.display(), "no system file: updates use the defaults");
+        } else {
+            tracing::error!("{error}; updates use the defaults");
         }
-    };
+        SystemConfig::defaults_on(&config.engine.data_dir)
+    });
+    // A PC trying the daemon out keeps its update folder with the rest.
     if let Some(data) = &args.data_dir {
-        system = SystemConfig {
-            ota: system.ota,
-            ..SystemConfig::defaults_on(data)
-        };
+        system.data_dir = data.clone();
         system.ota.dir = data.join("ota");
     }
     system
 }
 
+/// An update slot that carries its own edgesortd runs it in place of the
+/// image's: an update can replace the daemon without touching the
+/// read-only rootfs. The process (and so systemd's main PID) stays the
+/// same. A slot daemon that cannot start fails its update's health check,
+/// and the rollback brings this one back.
 fn hand_over_to_slot(ota_dir: &Path) -> Result<()> {
     if std::env::var_os(HANDED_OVER).is_some() {
         return Ok(());

@@ -49,8 +49,8 @@ pub enum ConfigError {
         /// The parser's message, which names the field and line.
         source: Box<toml::de::Error>,
     },
-    /// A settings file root acts on is not a plain file, or cannot be opened
-    /// without following a link.
+    /// A configuration or settings file is not a plain file, or cannot be
+    /// opened without following a link.
     #[error("cannot open {path}")]
     Open {
         /// The file.
@@ -485,14 +485,56 @@ fn require_positive(field: &str, value: f64) -> Result<(), ConfigError> {
     }
 }
 
-impl Config {
-    /// Reads, parses and validates `path`; relative paths inside it are
-    /// resolved against the file's folder.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+/// Opens the configuration or settings file at `path` without following a
+/// link in its last component and without blocking on a FIFO.
+fn open_config_file(path: &Path) -> Result<std::fs::File, ConfigError> {
+    crate::open_regular_file(path).map_err(|error| match error {
+        crate::BeneathError::Open { source, .. } => ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        refused => ConfigError::Open {
+            path: path.to_owned(),
+            source: Box::new(refused),
+        },
+    })
+}
+
+/// The text of `file`, the file at `path`, up to [`MAX_CONFIG_BYTES`].
+fn read_config_text(file: &std::fs::File, path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
+    Ok(text)
+}
+
+impl ConfigError {
+    /// Whether the file was simply absent.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            ConfigError::Read { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+}
+
+/// Larger than any configuration or settings file; a bigger one is not read
+/// into memory.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+impl Config {
+    /// Reads, parses and validates `path`; relative paths inside it are
+    /// resolved against the file's folder. The file must be a plain file,
+    /// not a link: root's tools read the line's configuration from a
+    /// folder the daemon writes (`/etc/edgesort/line`), where a link could
+    /// make them read, and quote in an error, a file only root may read.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_config_text(&open_config_file(path)?, path)?;
         Config::from_file_text(&text, path)
     }
 

@@ -7,7 +7,6 @@
 //! file that is not owned by root (or by the user running the tool, so that
 //! a developer's own copy works) or that its group or others may write.
 
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -17,9 +16,6 @@ use super::{ConfigError, OtaConfig, invalid};
 
 /// Where the packaged box keeps it.
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/edgesort/system.toml";
-
-/// Larger than any settings file; a bigger one is not read into memory.
-const MAX_BYTES: u64 = 1 << 20;
 
 /// Root's settings: the data partition and the update machinery.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -44,21 +40,13 @@ impl SystemConfig {
     /// symbolic link and checked through the open descriptor, so it cannot
     /// be swapped between the check and the read.
     pub fn load(path: &Path) -> Result<SystemConfig, ConfigError> {
-        let read = |source| ConfigError::Read {
+        let file = super::open_config_file(path)?;
+        let meta = file.metadata().map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
-        };
-        let mut file = crate::open_regular_file(path).map_err(|error| ConfigError::Open {
-            path: path.to_owned(),
-            source: Box::new(error),
         })?;
-        let meta = file.metadata().map_err(read)?;
         check_trusted(path, meta.uid(), meta.mode(), effective_uid())?;
-        let mut text = String::new();
-        file.by_ref()
-            .take(MAX_BYTES)
-            .read_to_string(&mut text)
-            .map_err(read)?;
+        let text = super::read_config_text(&file, path)?;
         SystemConfig::from_file_text(&text, path)
     }
 

@@ -291,7 +291,7 @@ fn camera_mistakes_name_the_field() {
     assert!(error_for(|config| config.camera.stall_ms = 10).contains("camera.stall_ms"));
 }
 
-/// The configuration the .deb installs as /etc/edgesort/edgesort.toml: it
+/// The configuration the .deb installs as /etc/edgesort/line/edgesort.toml: it
 /// must load as the box loads it, and read its model and stills through the
 /// update slot, or every update fails its health check.
 #[test]

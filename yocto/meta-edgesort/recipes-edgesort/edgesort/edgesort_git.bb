@@ -45,7 +45,7 @@ edgesort_workspace_lock() {
 # (edgesortd-recorded-detections, for the gpio-sim VM test) is never built.
 # require-tensorrt: no image ships without the TensorRT shim by accident.
 CARGO_BUILD_FLAGS:append = " -p edgesort -p edgesortd --bin edgesort --bin edgesortd --features edgesort-tensorrt-sys/require-tensorrt"
-# The CLI's default --config is then /etc/edgesort/edgesort.toml, and no
+# The CLI's default --config is then /etc/edgesort/line/edgesort.toml, and no
 # path of the build machine is compiled in (crates/edgesort/src/main.rs).
 export EDGESORT_PACKAGED = "1"
 export TENSORRT_INCLUDE_DIR = "${STAGING_INCDIR}"
@@ -107,11 +107,13 @@ do_install:append() {
 
     # The box configuration the .deb installs too (board/edgesort-box.toml),
     # with this image's board. The daemon saves PUT /config by renaming a
-    # file into /etc/edgesort, hence the group-writable folder.
+    # file into /etc/edgesort/line, its own folder; /etc/edgesort itself,
+    # where root's system.toml lives, stays root's and not group-writable.
     pins="${localstatedir}/lib/edgesort/ota/current/board/pins/${EDGESORT_PINS}"
-    config=${D}${sysconfdir}/edgesort/edgesort.toml
-    install -d -m 0775 -g edgesort ${D}${sysconfdir}/edgesort
-    sed -e "s|^board = \"pins/.*\"\$|board = \"$pins\"|" \
+    config=${D}${sysconfdir}/edgesort/line/edgesort.toml
+    install -d -m 0755 ${D}${sysconfdir}/edgesort
+    install -d -m 0755 -o edgesort -g edgesort ${D}${sysconfdir}/edgesort/line
+    sed -e "s|^board = \"/etc/edgesort/pins/.*\"\$|board = \"$pins\"|" \
         ${S}/board/edgesort-box.toml > $config
     chmod 0644 $config
     # A sed that no longer matches would ship the wrong board silently.
@@ -120,7 +122,7 @@ do_install:append() {
 
     # Root's settings (the OTA commands, trusted keys, update folder), as the
     # .deb installs them, with this image's OS updater: root:root 0644, in
-    # the folder the daemon may write but not this file.
+    # root's folder.
     system=${D}${sysconfdir}/edgesort/system.toml
     sed -e 's|^os_update_command = \[\]$|os_update_command = ${EDGESORT_OS_UPDATE_COMMAND}|' \
         ${S}/board/system.toml > $system
@@ -133,7 +135,7 @@ do_install:append() {
 PACKAGE_ARCH = "${MACHINE_ARCH}"
 
 FILES:${PN} += "${systemd_system_unitdir} ${nonarch_base_libdir}/udev/rules.d ${nonarch_libdir}/tmpfiles.d"
-CONFFILES:${PN} = "${sysconfdir}/edgesort/edgesort.toml ${sysconfdir}/edgesort/system.toml"
+CONFFILES:${PN} = "${sysconfdir}/edgesort/line/edgesort.toml ${sysconfdir}/edgesort/system.toml"
 
 # Everything GPU-side is opened with dlopen at run time (the binaries start
 # without it and say what is missing), so no shared-library dependency is
