@@ -113,7 +113,7 @@ do_install:append() {
     config=${D}${sysconfdir}/edgesort/line/edgesort.toml
     install -d -m 0755 ${D}${sysconfdir}/edgesort
     install -d -m 0755 -o edgesort -g edgesort ${D}${sysconfdir}/edgesort/line
-    sed -e "s|^board = \"/etc/edgesort/pins/.*\"\$|board = \"$pins\"|" \
+    sed -e "s|^board = \".*/pins/.*\"\$|board = \"$pins\"|" \
         ${S}/board/edgesort-box.toml > $config
     chmod 0644 $config
     # A sed that no longer matches would ship the wrong board silently.
