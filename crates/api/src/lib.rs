@@ -7,11 +7,15 @@
 //! partition ([`Access::load_or_create`]); there are no default passwords.
 //! Test pulses are refused unless `api.allow_test_pulse` allows them.
 //!
+//! [`serve`] speaks HTTPS with the certificate `[api.tls]` names (see
+//! [`edgesort_tls`]), or plain HTTP where the configuration turns TLS off,
+//! which it may only on a loopback address.
+//!
 //! | call | answer |
 //! | --- | --- |
 //! | `GET /` | the status page (no data without the token) |
 //! | `GET /health` | `{"healthy": bool, "state": ...}` |
-//! | `GET /status` | the whole [`Status`](edgesort_daemon::Status) |
+//! | `GET /status` | the whole [`Status`](edgesort_daemon::Status), and under `api` whether the call came over TLS and the certificate's SHA-256 fingerprint |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /events?since=ID&limit=N` | parts after event `ID`, oldest first |
 //! | `GET /config`, `PUT /config` | the configuration file; a PUT is validated, saved, audited, and applied live where safe |
@@ -34,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -48,6 +52,7 @@ use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth_limit::{ClientKey, FailedAuths};
+use crate::serve::Served;
 
 pub use metrics::prometheus_text;
 pub use render::snapshot_jpeg;
@@ -217,8 +222,19 @@ async fn health(State(api): State<Api>) -> Response {
         .into_response()
 }
 
-async fn status(State(api): State<Api>) -> Response {
-    axum::Json(api.daemon.status()).into_response()
+/// The daemon's status, and how this connection is served: whether over
+/// TLS, and the SHA-256 fingerprint of the certificate, which clients pin.
+async fn status(State(api): State<Api>, served: Option<Extension<Served>>) -> Response {
+    let mut status = match serde_json::to_value(api.daemon.status()) {
+        Ok(status) => status,
+        Err(error) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+    };
+    let fingerprint = served.and_then(|Extension(Served(fingerprint))| fingerprint);
+    status["api"] = json!({
+        "tls": fingerprint.is_some(),
+        "certificate_sha256": fingerprint.map(|fingerprint| fingerprint.to_string()),
+    });
+    axum::Json(status).into_response()
 }
 
 async fn metrics(State(api): State<Api>) -> Response {

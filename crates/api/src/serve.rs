@@ -2,7 +2,8 @@
 //! that opens a connection and sends nothing, or half a request, is cut
 //! off at the header timeout, and with caps on open connections (in all
 //! and per client), so that the API cannot take the file descriptors the
-//! camera and the store need.
+//! camera and the store need. With TLS, the handshake happens inside the
+//! same limits: under the caps, and within the header timeout.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,13 +12,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use edgesort_tls::{Fingerprint, ServerTls};
 use edgesort_types::config::ApiConfig;
 use hyper::body::Incoming;
+use hyper::rt::{Read, Write};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::auth_limit::ClientKey;
@@ -47,15 +51,31 @@ impl From<&ApiConfig> for Limits {
     }
 }
 
-/// Serves `router` on `listener` within `limits` until `shutdown`
+/// The first byte of every TLS handshake (a handshake record); a plain
+/// HTTP request starts with a letter.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// What a plain HTTP request to the HTTPS port is answered: a browser
+/// shows it, where a TLS alert would show as a broken page.
+const HTTPS_ONLY: &str = "This is the edgesort API over HTTPS: call it with https:// instead\n";
+
+/// The certificate a connection was served, as the handlers see it:
+/// `/status` reports its fingerprint, so that a client can pin it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Served(pub(crate) Option<Fingerprint>);
+
+/// Serves `router` on `listener` within `limits`, over TLS with `tls`'s
+/// certificate where given (plain HTTP otherwise), until `shutdown`
 /// completes; then answers the calls in progress (for a few seconds at
 /// most) and returns.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let tls = tls.map(|tls| (TlsAcceptor::from(tls.server_config()), tls.fingerprint()));
     let total = Arc::new(Semaphore::new(limits.max_connections));
     let per_client = Arc::new(PerClient::default());
     let (stop, stopped) = watch::channel(false);
@@ -88,6 +108,7 @@ pub async fn serve(
         tokio::spawn(connection(
             stream,
             peer,
+            tls.clone(),
             router.clone(),
             limits.header_timeout,
             stopped.clone(),
@@ -102,25 +123,105 @@ pub async fn serve(
 }
 
 /// One client connection, until it closes, times out or the server stops.
+/// With `tls`, its handshake must be done within `header_timeout` too: a
+/// client that opens a connection and never says hello holds a place under
+/// the caps no longer than one that never sends a request.
 /// `_held` are its places under the caps, given back when it ends.
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: Option<(TlsAcceptor, Fingerprint)>,
     router: Router,
     header_timeout: Duration,
     mut stopped: watch::Receiver<bool>,
     _held: (OwnedSemaphorePermit, ClientSlot),
 ) {
+    let Some((acceptor, fingerprint)) = tls else {
+        let served = Served(None);
+        return http(
+            TokioIo::new(stream),
+            peer,
+            served,
+            router,
+            header_timeout,
+            stopped,
+        )
+        .await;
+    };
+    let handshake = async move {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
+            // Plain HTTP: say where the API is, and nothing else. What was
+            // sent (a request head, whole in one read as a rule) is read
+            // first: closing with unread data would reset the connection,
+            // and the client could lose the answer.
+            let mut head = [0u8; 8192];
+            let _ = stream.try_read(&mut head);
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{HTTPS_ONLY}",
+                HTTPS_ONLY.len()
+            );
+            write_all(&stream, answer.as_bytes()).await?;
+            return Ok(None);
+        }
+        acceptor.accept(stream).await.map(Some)
+    };
+    let handshake = tokio::select! {
+        done = tokio::time::timeout(header_timeout, handshake) => done,
+        _ = stopped.changed() => return,
+    };
+    match handshake {
+        Ok(Ok(Some(stream))) => {
+            let served = Served(Some(fingerprint));
+            http(
+                TokioIo::new(stream),
+                peer,
+                served,
+                router,
+                header_timeout,
+                stopped,
+            )
+            .await;
+        }
+        Ok(Ok(None)) => tracing::debug!(%peer, "plain HTTP to the HTTPS API answered 400"),
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "API TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "API TLS handshake not done in time"),
+    }
+}
+
+/// Writes `bytes` whole to `stream`, a few hundred of them: tokio's
+/// `AsyncWriteExt` is not worth a feature for this.
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(written) => bytes = &bytes[written..],
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// HTTP/1.1 on an open (and, with TLS, handshaken) connection.
+async fn http<Io: Read + Write + Unpin + Send + 'static>(
+    io: Io,
+    peer: SocketAddr,
+    served: Served,
+    router: Router,
+    header_timeout: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
     let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(served);
         request
     });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    let connection =
-        builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    let connection = builder.serve_connection(io, TowerToHyperService::new(service));
     let mut connection = std::pin::pin!(connection);
     let ended = tokio::select! {
         ended = connection.as_mut() => ended,

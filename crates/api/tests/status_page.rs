@@ -1,5 +1,6 @@
 //! Issue 9, acceptance 5: the status page, served by a running daemon,
-//! renders in headless Chromium with the live snapshot and the counters.
+//! renders in headless Chromium with the live snapshot and the counters;
+//! issue 23: over HTTPS it shows the certificate's fingerprint.
 //!
 //! Set `EDGESORT_SCREENSHOT=path.png` to keep the screenshot.
 
@@ -8,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Line, write_config};
+use common::{Line, enable_tls, write_config};
 
 #[test]
 fn the_status_page_shows_the_live_snapshot_and_the_counters() {
@@ -58,9 +59,40 @@ fn the_status_page_shows_the_live_snapshot_and_the_counters() {
         std::fs::copy(&png, keep).unwrap();
     }
 
+    assert_eq!(
+        text_of(&dom, "id=\"api-transport\""),
+        "plain HTTP (loopback only)"
+    );
+
     // Without the token the page shows only its form.
     let dom = chromium::dump_dom(&format!("{}/", line.base)).unwrap();
     assert_eq!(attribute(&dom, "<body", "data-rendered"), "0");
+    line.stop();
+}
+
+#[test]
+fn over_https_the_status_page_shows_the_certificate_fingerprint() {
+    assert!(
+        chromium::find_chromium().is_some(),
+        "no Chromium: scripts/setup-host.sh installs Debian's chromium (or set $CHROMIUM)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), false);
+    enable_tls(&config, "");
+    let line = Line::start(&config);
+    let url = format!("{}/#token={}", line.base, line.token);
+    assert!(url.starts_with("https://"), "{url}");
+    let dom = chromium::dump_dom(&url).unwrap();
+    let renders: u32 = attribute(&dom, "<body", "data-rendered").parse().unwrap();
+    assert!(renders >= 1, "the page rendered the status {renders} times");
+    assert_eq!(text_of(&dom, "id=\"api-transport\""), "HTTPS");
+    assert_eq!(
+        text_of(&dom, "id=\"api-cert\""),
+        line.fingerprint.unwrap().to_string()
+    );
+    if let Some(keep) = std::env::var_os("EDGESORT_SCREENSHOT_TLS") {
+        chromium::screenshot(&url, std::path::Path::new(&keep), 1280, 900).unwrap();
+    }
     line.stop();
 }
 

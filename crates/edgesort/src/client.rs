@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use edgesort_tls::Fingerprint;
 use edgesort_types::config::Config;
 use serde_json::Value;
 
@@ -13,19 +14,27 @@ use crate::BUNDLED_CONFIG;
 /// How long a call to the daemon may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where the daemon is and how to prove who we are.
+/// Where the daemon is, how to prove who we are, and how to know it is
+/// the daemon.
 #[derive(clap::Args, Clone)]
 pub struct ApiArgs {
-    /// The configuration the daemon runs with: its `api.bind` and
-    /// `api.token_file` say where to call and with which token.
+    /// The configuration the daemon runs with: its `api.bind`,
+    /// `api.token_file` and `[api.tls]` say where to call, with which
+    /// token, and over what.
     #[arg(long, default_value = BUNDLED_CONFIG)]
     pub config: PathBuf,
-    /// The daemon's address instead, e.g. `http://10.0.0.7:8080`.
+    /// The daemon's address instead, e.g. `https://10.0.0.7:8080`.
     #[arg(long)]
     pub url: Option<String>,
     /// The API token instead of the token file (also `EDGESORT_TOKEN`).
     #[arg(long, env = "EDGESORT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The SHA-256 fingerprint of the daemon's certificate, as the daemon
+    /// logs it at start and its status page shows it (also
+    /// `EDGESORT_FINGERPRINT`). Needed over https unless the certificate
+    /// file the configuration names can be read here.
+    #[arg(long, env = "EDGESORT_FINGERPRINT")]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// A connection to the daemon's API.
@@ -46,7 +55,12 @@ impl Client {
                 if bind.ip().is_unspecified() {
                     bind.set_ip([127, 0, 0, 1].into());
                 }
-                format!("http://{bind}")
+                let scheme = if config.api.tls.enabled {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{bind}")
             }
         };
         let token = match &args.token {
@@ -61,12 +75,38 @@ impl Client {
                 .trim()
                 .to_string(),
         };
-        let agent = ureq::Agent::config_builder()
+        let settings = ureq::Agent::config_builder()
             .timeout_global(Some(CALL_TIMEOUT))
             .http_status_as_error(false)
-            .build()
-            .into();
-        Ok(Client { agent, base, token })
+            .build();
+        if !base.starts_with("https://") {
+            return Ok(Client {
+                agent: settings.into(),
+                base,
+                token,
+            });
+        }
+        let pin = match args.fingerprint {
+            Some(pin) => pin,
+            None => {
+                // On the box the certificate is there to pin; nowhere is
+                // any certificate taken on trust.
+                let cert = config.api.tls.certificate(&config.engine.data_dir);
+                Fingerprint::of_pem_file(cert.cert()).with_context(|| {
+                    format!(
+                        "{base} speaks HTTPS and no certificate is pinned: pass --fingerprint (or \
+                         set EDGESORT_FINGERPRINT) with the SHA-256 fingerprint that the daemon logs \
+                         at start and its status page shows, since the certificate file cannot be \
+                         read here"
+                    )
+                })?
+            }
+        };
+        Ok(Client {
+            agent: edgesort_tls::pinned_agent(settings, pin),
+            base,
+            token,
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -355,6 +395,10 @@ pub fn print_line_status(api: &ApiArgs, json: bool) -> Result<()> {
         status["state"].as_str().unwrap_or("?"),
         client.base()
     );
+    match status["api"]["certificate_sha256"].as_str() {
+        Some(served) => println!("api:      https, certificate SHA-256 {served}"),
+        None => println!("api:      plain HTTP (loopback only)"),
+    }
     println!(
         "frames:   {} captured, {} processed ({:.1} fps camera, {:.1} fps processed)",
         status["frames"]["captured"],

@@ -19,6 +19,7 @@ use edgesort_ota::{
 use edgesort_provision::{
     SystemFiles, engine_inputs, model_input, prepare_engine, probe, tract_reference, workspace_for,
 };
+use edgesort_tls::Fingerprint;
 use edgesort_types::config::{Config, SYSTEM_CONFIG_PATH, SystemConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -381,18 +382,29 @@ fn with_installer(
     };
     let data_dir = system.data_dir.clone();
     let token_file = config.api.token_file.clone();
+    let cert_file = config
+        .api
+        .tls
+        .enabled
+        .then(|| config.api.tls.certificate(&data_dir).cert().to_owned());
     let config_path = config_path.clone();
     let mut line = CommandLine {
         restart: system.ota.restart_command.clone(),
         probe: move || -> Result<DaemonHealth, String> {
-            // Root reads the daemon's token only from root's data folder, and
-            // never through a link the daemon planted.
+            // Root reads the daemon's token and certificate only from root's
+            // data folder, and never through a link the daemon planted.
             let token =
                 read_daemon_token(&data_dir, &token_file).map_err(|error| format!("{error:#}"))?;
+            let fingerprint = cert_file
+                .as_deref()
+                .map(|cert_file| read_daemon_certificate(&data_dir, cert_file))
+                .transpose()
+                .map_err(|error| format!("{error:#}"))?;
             let api = ApiArgs {
                 config: config_path.clone(),
                 url: None,
                 token: Some(token),
+                fingerprint,
             };
             let client = Client::new(&api).map_err(|error| format!("{error:#}"))?;
             let status = client
@@ -444,10 +456,7 @@ fn with_installer(
 /// `api.token_file`, looked up in root's data folder whatever folder the
 /// line's configuration names, opened only if it is a regular file there.
 fn read_daemon_token(data_dir: &Path, token_file: &Path) -> Result<String> {
-    let name = token_file
-        .file_name()
-        .with_context(|| format!("api.token_file {} names no file", token_file.display()))?;
-    let path = data_dir.join(name);
+    let path = in_data_dir(data_dir, token_file, "api.token_file")?;
     let mut text = String::new();
     edgesort_types::open_regular_file(&path)
         .map_err(std::io::Error::other)
@@ -459,6 +468,29 @@ fn read_daemon_token(data_dir: &Path, token_file: &Path) -> Result<String> {
             )
         })?;
     Ok(text.trim().to_owned())
+}
+
+/// The fingerprint root pins the daemon's certificate by: that of the
+/// certificate file `[api.tls]` names, looked up in root's data folder as
+/// the token is, opened only if it is a regular file there. A plant
+/// certificate kept outside the data folder is not found here, and the
+/// health check fails; docs/daemon.md says to keep it there.
+fn read_daemon_certificate(data_dir: &Path, cert_file: &Path) -> Result<Fingerprint> {
+    let path = in_data_dir(data_dir, cert_file, "the API certificate")?;
+    Fingerprint::of_pem_file(&path).with_context(|| {
+        format!(
+            "pinning the daemon's certificate {} (a regular file in data_dir)",
+            path.display()
+        )
+    })
+}
+
+/// The file `file` names, by its name alone, in `data_dir`.
+fn in_data_dir(data_dir: &Path, file: &Path, what: &str) -> Result<PathBuf> {
+    let name = file
+        .file_name()
+        .with_context(|| format!("{what} {} names no file", file.display()))?;
+    Ok(data_dir.join(name))
 }
 
 fn describe(event: &Event) -> String {
@@ -677,4 +709,36 @@ fn recover(
         recovery.state.committed.version, recovery.state.committed.slot
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use edgesort_tls::ServerTls;
+    use edgesort_types::config::ApiCertificate;
+
+    use super::*;
+
+    /// Issue 23: root pins the certificate in its own data folder, by the
+    /// file's name alone, and never through a link.
+    #[test]
+    fn root_pins_the_certificate_in_its_data_folder_and_refuses_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let served = ServerTls::load_or_create(&ApiCertificate::SelfSigned {
+            cert: data.join("api-cert.pem"),
+            key: data.join("api-key.pem"),
+        })
+        .unwrap();
+        let named = Path::new("/elsewhere/api-cert.pem");
+        let pinned = read_daemon_certificate(&data, named).unwrap();
+        assert_eq!(pinned, served.fingerprint());
+
+        std::fs::rename(data.join("api-cert.pem"), dir.path().join("real.pem")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real.pem"), data.join("api-cert.pem")).unwrap();
+        let error = format!("{:#}", read_daemon_certificate(&data, named).unwrap_err());
+        assert!(
+            error.contains("api-cert.pem") && error.contains("symbolic link"),
+            "{error}"
+        );
+    }
 }

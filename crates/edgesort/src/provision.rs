@@ -44,12 +44,17 @@ pub struct StatusArgs {
     /// Use this data partition instead of the configured one.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// The daemon's address instead of `api.bind`, e.g. `http://10.0.0.7:8080`.
+    /// The daemon's address instead of `api.bind`, e.g. `https://10.0.0.7:8080`.
     #[arg(long)]
     url: Option<String>,
     /// The API token instead of `api.token_file` (also `EDGESORT_TOKEN`).
     #[arg(long, env = "EDGESORT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The SHA-256 fingerprint of the daemon's certificate (also
+    /// `EDGESORT_FINGERPRINT`); needed over https unless the certificate
+    /// file can be read here.
+    #[arg(long, env = "EDGESORT_FINGERPRINT")]
+    fingerprint: Option<edgesort_tls::Fingerprint>,
     /// Print the daemon's whole status as JSON, and nothing else.
     #[arg(long)]
     json: bool,
@@ -346,6 +351,7 @@ pub fn run_status_command(args: StatusArgs) -> anyhow::Result<()> {
         config: args.config.clone(),
         url: args.url.clone(),
         token: args.token.clone(),
+        fingerprint: args.fingerprint,
     };
     if args.json {
         return crate::client::print_line_status(&api, true);

@@ -27,6 +27,7 @@ use edgesort_daemon::{
     Daemon, DaemonSetup, DetectorFactory, EngineInfo, ResetLog, WireInputs, cpu_detector,
 };
 use edgesort_gpio::{CdevInput, CdevOutput, Edges, chips, resolve};
+use edgesort_tls::ServerTls;
 use edgesort_types::config::{ActiveLevel, Config, SYSTEM_CONFIG_PATH, SystemConfig};
 use embedded_hal::digital::OutputPin;
 use sd_notify::NotifyState;
@@ -49,9 +50,10 @@ struct Args {
     /// Listen here instead of at `api.bind`.
     #[arg(long)]
     bind: Option<SocketAddr>,
-    /// Keep the data partition's files (event store, API token, engine
-    /// cache) here instead of where the configuration says: a PC trying the
-    /// daemon out without /var/lib/edgesort.
+    /// Keep the data partition's files (event store, API tokens, the
+    /// self-signed API certificate, engine cache) here instead of where the
+    /// configuration says: a PC trying the daemon out without
+    /// /var/lib/edgesort.
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
@@ -111,6 +113,11 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
     hand_over_to_slot(&system.ota.dir)?;
     let access = Access::load_or_create(&config.api)?;
     let bind = args.bind.unwrap_or(config.api.bind);
+    config.api.check_bind(bind).context("--bind")?;
+    let certificate = config.api.tls.certificate(&config.engine.data_dir);
+    let tls = (config.api.tls.enabled)
+        .then(|| ServerTls::load_or_create(&certificate))
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -124,14 +131,22 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
     let (daemon, _failsafes) = start_line(&args, config, choose)?;
     let daemon = Arc::new(daemon);
     let listening = listener.local_addr().unwrap_or(bind);
-    tracing::info!(%listening, "API listening");
+    match &tls {
+        Some(tls) => tracing::info!(
+            %listening,
+            certificate_sha256 = %tls.fingerprint(),
+            "API listening over HTTPS; clients pin this certificate fingerprint"
+        ),
+        None => tracing::info!(%listening, "API listening over plain HTTP (loopback only)"),
+    }
 
     let router = edgesort_api::router(daemon.clone(), access, updates, &api);
     let served = runtime.block_on(async {
         let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("sorting")]);
         let watchdog = tokio::spawn(feed_watchdog(Arc::downgrade(&daemon)));
         let limits = edgesort_api::Limits::from(&api);
-        let served = edgesort_api::serve(listener, router, limits, signals(daemon.clone())).await;
+        let served =
+            edgesort_api::serve(listener, router, limits, tls, signals(daemon.clone())).await;
         watchdog.abort();
         let _ = watchdog.await;
         served

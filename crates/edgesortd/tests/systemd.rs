@@ -232,3 +232,49 @@ fn sighup_reloads_the_configuration_and_sigquit_stops_with_outputs_low() {
         "{reloads:?}"
     );
 }
+
+/// Issue 23: with `[api.tls]` on, the daemon makes its self-signed pair at
+/// first start (the key 0600) and logs the certificate's fingerprint; it
+/// refuses to serve plain HTTP on an address off the box, even when only
+/// `--bind` names it.
+#[test]
+fn over_https_it_makes_its_certificate_and_logs_the_fingerprint_and_plain_http_stays_on_loopback() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let plain = std::fs::read_to_string(&config).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_edgesortd"))
+        .args(["--config", config.to_str().unwrap(), "--simulate-gpio"])
+        .args(["--bind", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        error.contains("--bind") && error.contains("api.tls.enabled"),
+        "{error}"
+    );
+
+    let section = plain
+        .find("\n[api.tls]\n")
+        .expect("the example config changed");
+    let tls = plain[section..].replacen("\nenabled = false\n", "\nenabled = true\n", 1);
+    std::fs::write(&config, format!("{}{tls}", &plain[..section])).unwrap();
+    let mut daemon = Running::start(dir.path(), &config);
+    daemon.receive("READY=1");
+    // The signal handlers are installed just after READY=1 (as the other
+    // tests, this one lets the daemon settle before it signals).
+    std::thread::sleep(Duration::from_secs(1));
+    daemon.signal(libc::SIGTERM);
+    let (status, log) = daemon.exit();
+    assert!(status.success(), "{status}: {log}");
+    let data = dir.path().join("data");
+    let key = std::fs::metadata(data.join("api-key.pem")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    let fingerprint = edgesort_tls::Fingerprint::of_pem_file(&data.join("api-cert.pem")).unwrap();
+    assert!(
+        log.contains("over HTTPS") && log.contains(&format!("certificate_sha256={fingerprint}")),
+        "{log}"
+    );
+}

@@ -19,7 +19,9 @@ mod gpio;
 mod ota;
 mod system;
 
-pub use api::ApiConfig;
+pub use api::{
+    ApiCertificate, ApiConfig, ApiTlsConfig, SELF_SIGNED_CERT_FILE, SELF_SIGNED_KEY_FILE,
+};
 pub use camera::{CameraConfig, CameraControls};
 pub use gpio::{ActiveLevel, EncoderConfig, EstopConfig, GpioConfig, ResetConfig};
 pub use ota::OtaConfig;
@@ -583,7 +585,14 @@ impl Config {
                 *path = base.join(&*path);
             }
         }
-        for path in [&mut self.api.token_file, &mut self.api.read_token_file] {
+        let tls = &mut self.api.tls;
+        let tls_files = [&mut tls.cert_file, &mut tls.key_file]
+            .into_iter()
+            .flatten();
+        for path in [&mut self.api.token_file, &mut self.api.read_token_file]
+            .into_iter()
+            .chain(tls_files)
+        {
             if path.is_relative() {
                 *path = self.engine.data_dir.join(&*path);
             }

@@ -1,5 +1,6 @@
 //! A daemon on the bundled clip with simulated pins, its API on a free
-//! loopback port, and an HTTP client for it.
+//! loopback port (over HTTPS where the configuration's `[api.tls]` says
+//! so), and an HTTP client for it.
 
 // Each test file uses its own share of these helpers.
 #![allow(dead_code)]
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use edgesort_actuate::{Edge, SimulatedPin};
 use edgesort_api::Access;
 use edgesort_daemon::{Daemon, DaemonSetup, WireInputs, cpu_detector};
+use edgesort_tls::{Fingerprint, ServerTls};
 use edgesort_types::config::{Config, OtaConfig, SystemConfig};
 use serde_json::Value;
 
@@ -83,12 +85,33 @@ pub fn set_api(config: &Path, fields: &str) {
     std::fs::write(config, text).unwrap();
 }
 
+/// The configuration's `[api.tls]` table, `enabled = true` and its
+/// other `fields` (TOML lines), in place of the example's.
+pub fn enable_tls(config: &Path, fields: &str) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    let section = text
+        .find("\n[api.tls]\n")
+        .expect("the example config changed");
+    let plain = "\nenabled = false\n";
+    let at = section
+        + text[section..]
+            .find(plain)
+            .expect("the example config changed");
+    let tls = format!("\nenabled = true\n{fields}");
+    text.replace_range(at..at + plain.len(), &tls);
+    std::fs::write(config, text).unwrap();
+}
+
 /// A running daemon with its API.
 pub struct Line {
     pub daemon: Arc<Daemon>,
     pub pins: Vec<SimulatedPin>,
     pub config: Config,
     pub base: String,
+    /// The certificate served, where the API speaks HTTPS.
+    pub fingerprint: Option<Fingerprint>,
+    /// Calls the API, trusting the certificate served where there is one.
+    pub agent: ureq::Agent,
     pub token: String,
     /// The read-only token.
     pub read_token: String,
@@ -129,7 +152,13 @@ impl Line {
                 0,
             ))))
             .unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        // As edgesortd does: the self-signed pair made at first start.
+        let tls = config.api.tls.enabled.then(|| {
+            ServerTls::load_or_create(&config.api.tls.certificate(&config.engine.data_dir)).unwrap()
+        });
+        let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (stop_api, stopped) = tokio::sync::oneshot::channel::<()>();
         // Root's system file beside the configuration where the test wrote
         // one; else as the box's would say: the slots on the data
@@ -146,7 +175,7 @@ impl Line {
         let updates = edgesort_api::Updates::from(&ota);
         let router = edgesort_api::router(daemon.clone(), access.clone(), updates, &config.api);
         let limits = edgesort_api::Limits::from(&config.api);
-        runtime.spawn(edgesort_api::serve(listener, router, limits, async {
+        runtime.spawn(edgesort_api::serve(listener, router, limits, tls, async {
             let _ = stopped.await;
         }));
         Line {
@@ -154,6 +183,8 @@ impl Line {
             pins,
             config,
             base,
+            agent: agent(fingerprint),
+            fingerprint,
             token: access.admin.secret().to_string(),
             read_token: access.read.secret().to_string(),
             runtime: Some(runtime),
@@ -163,7 +194,14 @@ impl Line {
 
     /// Calls the API with the right token.
     pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        call(&self.base, method, path, Some(&self.token), body)
+        send(
+            &self.agent,
+            &self.base,
+            method,
+            path,
+            Some(&self.token),
+            body,
+        )
     }
 
     pub fn get_json(&self, path: &str) -> Value {
@@ -205,6 +243,20 @@ impl Line {
     }
 }
 
+/// A client for the API: plain, or trusting only the certificate `pin`
+/// names.
+pub fn agent(pin: Option<Fingerprint>) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build();
+    match pin {
+        Some(pin) => edgesort_tls::pinned_agent(config, pin),
+        None => config.into(),
+    }
+}
+
+/// Calls the API at `base` over plain HTTP.
 pub fn call(
     base: &str,
     method: &str,
@@ -212,11 +264,18 @@ pub fn call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    send(&agent(None), base, method, path, token, body)
+}
+
+/// Calls the API at `base` with `agent`.
+pub fn send(
+    agent: &ureq::Agent,
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     let url = format!("{base}{path}");
     let auth = token.map(|token| format!("Bearer {token}"));
     let mut response = match (method, body) {

@@ -2,7 +2,7 @@
 //! who may call it, and the limits that keep it from starving the line.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +50,99 @@ pub struct ApiConfig {
     /// a minute; the calls after them, right token or not, get 429 until
     /// the oldest failure is a minute old.
     pub auth_failures_per_minute: u32,
+    /// `[api.tls]`: HTTPS, and with which certificate.
+    pub tls: ApiTlsConfig,
+}
+
+/// `[api.tls]`: whether the API speaks HTTPS, and with whose certificate.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiTlsConfig {
+    /// HTTPS. On by default; off (plain HTTP) only where `api.bind` is a
+    /// loopback address, because plain HTTP would carry the token across
+    /// the plant network for anyone on it to read.
+    pub enabled: bool,
+    /// The plant's certificate (PEM, the server's own first, then its
+    /// chain), with `key_file`. Read, never written. Relative to
+    /// `engine.data_dir` when relative, like `token_file`. Left out (both),
+    /// the box serves its own self-signed certificate
+    /// ([`ApiCertificate::SelfSigned`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The plant certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for ApiTlsConfig {
+    fn default() -> Self {
+        ApiTlsConfig {
+            enabled: true,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+}
+
+/// The self-signed certificate's file in `engine.data_dir`.
+pub const SELF_SIGNED_CERT_FILE: &str = "api-cert.pem";
+/// The self-signed certificate's private key in `engine.data_dir`.
+pub const SELF_SIGNED_KEY_FILE: &str = "api-key.pem";
+
+/// The certificate the API serves, and its private key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiCertificate {
+    /// The box's own: made at first start where absent, the key readable
+    /// by the daemon's user only, and kept on the data partition so that
+    /// its fingerprint (what clients pin) survives updates.
+    SelfSigned {
+        /// [`SELF_SIGNED_CERT_FILE`] in `engine.data_dir`.
+        cert: PathBuf,
+        /// [`SELF_SIGNED_KEY_FILE`] in `engine.data_dir`.
+        key: PathBuf,
+    },
+    /// The plant's, named by `api.tls.cert_file` and `key_file`: the daemon
+    /// reads them and never writes them.
+    Plant {
+        /// `api.tls.cert_file`.
+        cert: PathBuf,
+        /// `api.tls.key_file`.
+        key: PathBuf,
+    },
+}
+
+impl ApiCertificate {
+    /// The certificate file.
+    pub fn cert(&self) -> &Path {
+        match self {
+            ApiCertificate::SelfSigned { cert, .. } | ApiCertificate::Plant { cert, .. } => cert,
+        }
+    }
+
+    /// The private key file.
+    pub fn key(&self) -> &Path {
+        match self {
+            ApiCertificate::SelfSigned { key, .. } | ApiCertificate::Plant { key, .. } => key,
+        }
+    }
+}
+
+impl ApiTlsConfig {
+    /// The files served from, on the data partition `data_dir`: the
+    /// plant's where both `cert_file` and `key_file` are set (validation
+    /// refuses one without the other), the self-signed pair otherwise.
+    pub fn certificate(&self, data_dir: &Path) -> ApiCertificate {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => ApiCertificate::Plant {
+                cert: data_dir.join(cert),
+                key: data_dir.join(key),
+            },
+            _ => ApiCertificate::SelfSigned {
+                cert: data_dir.join(SELF_SIGNED_CERT_FILE),
+                key: data_dir.join(SELF_SIGNED_KEY_FILE),
+            },
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -65,6 +158,7 @@ impl Default for ApiConfig {
             max_connections: 128,
             max_connections_per_address: 16,
             auth_failures_per_minute: 10,
+            tls: ApiTlsConfig::default(),
         }
     }
 }
@@ -74,8 +168,40 @@ impl Default for ApiConfig {
 const MAX_API_CONNECTIONS: u32 = 512;
 
 impl ApiConfig {
+    /// Whether the API may listen on `bind` (`api.bind`, or the daemon's
+    /// `--bind` in its place): plain HTTP only on a loopback address, where
+    /// nothing off the box can read the token.
+    pub fn check_bind(&self, bind: SocketAddr) -> Result<(), ConfigError> {
+        if !self.tls.enabled && !bind.ip().to_canonical().is_loopback() {
+            return Err(invalid(
+                "api.tls.enabled",
+                format!(
+                    "is false, but api.bind {bind} is not a loopback address: plain HTTP would carry \
+                     the API token across the network in clear; turn TLS on, or bind 127.0.0.1"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every field; the first problem found is returned.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.check_bind(self.bind)?;
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "api.tls.key_file",
+                    "is missing: api.tls.cert_file names the plant's certificate, which needs its key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "api.tls.cert_file",
+                    "is missing: api.tls.key_file names a key, which needs its certificate",
+                ));
+            }
+            _ => {}
+        }
         if self.token_file == self.read_token_file {
             return Err(invalid(
                 "api.read_token_file",
@@ -169,5 +295,69 @@ mod tests {
             let error = refused(change);
             assert!(error.contains(field), "{field}: {error}");
         }
+    }
+
+    /// Issue 23: plain HTTP only where nothing off the box can listen in.
+    #[test]
+    fn plain_http_is_refused_on_any_but_a_loopback_bind() {
+        let plain = |bind: &str| {
+            let mut api = ApiConfig::default();
+            api.tls.enabled = false;
+            api.bind = bind.parse().unwrap();
+            api.validate()
+        };
+        for bind in [
+            "127.0.0.1:8080",
+            "127.3.0.1:80",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:8080",
+        ] {
+            plain(bind).unwrap_or_else(|error| panic!("{bind}: {error}"));
+        }
+        for bind in [
+            "0.0.0.0:8080",
+            "10.0.0.7:8080",
+            "[::]:8080",
+            "[fe80::1]:8080",
+        ] {
+            let error = plain(bind).unwrap_err().to_string();
+            assert!(
+                error.contains("api.tls.enabled")
+                    && error.contains("api.bind")
+                    && error.contains(bind),
+                "{error}"
+            );
+        }
+        let open = ApiConfig {
+            bind: "0.0.0.0:8080".parse().unwrap(),
+            ..ApiConfig::default()
+        };
+        open.validate().unwrap();
+    }
+
+    #[test]
+    fn a_plant_certificate_needs_both_files_and_is_read_where_it_is_named() {
+        let data = Path::new("/var/lib/edgesort");
+        let mut tls = ApiTlsConfig::default();
+        assert_eq!(
+            tls.certificate(data),
+            ApiCertificate::SelfSigned {
+                cert: data.join("api-cert.pem"),
+                key: data.join("api-key.pem"),
+            }
+        );
+        tls.cert_file = Some("plant.pem".into());
+        tls.key_file = Some("/etc/edgesort/plant.key".into());
+        assert_eq!(
+            tls.certificate(data),
+            ApiCertificate::Plant {
+                cert: data.join("plant.pem"),
+                key: "/etc/edgesort/plant.key".into(),
+            }
+        );
+        let error = refused(|api| api.tls.cert_file = Some("plant.pem".into()));
+        assert!(error.contains("api.tls.key_file"), "{error}");
+        let error = refused(|api| api.tls.key_file = Some("plant.key".into()));
+        assert!(error.contains("api.tls.cert_file"), "{error}");
     }
 }

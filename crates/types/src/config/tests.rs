@@ -311,4 +311,15 @@ fn box_config_loads_and_reads_the_model_through_the_update_slot() {
     let camera = config.camera.device.as_deref();
     assert_eq!(camera, Some(Path::new("/dev/video0")));
     assert_eq!(config.camera.replay, None);
+    // Open to the plant network, so over HTTPS, with the box's own
+    // certificate on its data partition.
+    assert!(!config.api.bind.ip().is_loopback());
+    assert!(config.api.tls.enabled);
+    assert_eq!(
+        config.api.tls.certificate(&config.engine.data_dir),
+        ApiCertificate::SelfSigned {
+            cert: PathBuf::from("/var/lib/edgesort/api-cert.pem"),
+            key: PathBuf::from("/var/lib/edgesort/api-key.pem"),
+        }
+    );
 }
