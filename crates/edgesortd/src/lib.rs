@@ -142,11 +142,14 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
 
     let router = edgesort_api::router(daemon.clone(), access, updates, &api);
     let served = runtime.block_on(async {
+        // The handlers first: systemd may send SIGTERM the moment it reads
+        // READY=1, and before them its default action would end the process
+        // without the orderly stop.
+        let shutdown = signals(daemon.clone());
         let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("sorting")]);
         let watchdog = tokio::spawn(feed_watchdog(Arc::downgrade(&daemon)));
         let limits = edgesort_api::Limits::from(&api);
-        let served =
-            edgesort_api::serve(listener, router, limits, tls, signals(daemon.clone())).await;
+        let served = edgesort_api::serve(listener, router, limits, tls, shutdown).await;
         watchdog.abort();
         let _ = watchdog.await;
         served
@@ -389,7 +392,10 @@ const OTHER_ENDING_SIGNALS: [i32; 8] = [
 /// first and fires nothing after; SIGHUP reloads the configuration file.
 /// SIGKILL and the fatal signals of a crash (SIGSEGV, SIGABRT, ...) cannot
 /// be handled here: the hardware's pull-downs cover them.
-async fn signals(daemon: Arc<Daemon>) {
+///
+/// The handlers are installed when this is called (inside the runtime),
+/// not when the returned future is first polled.
+fn signals(daemon: Arc<Daemon>) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
@@ -404,34 +410,36 @@ async fn signals(daemon: Arc<Daemon>) {
             }
         });
     }
-    loop {
-        tokio::select! {
-            _ = term.recv() => return tracing::info!("SIGTERM"),
-            _ = int.recv() => return tracing::info!("SIGINT"),
-            Some(number) = ended.recv() => {
-                // The real lines at once, from here; then the ejector thread
-                // stops for good, so nothing planned fires after.
-                force_all_low();
-                let line = daemon.clone();
-                let _ = tokio::task::spawn_blocking(move || line.disarm()).await;
-                let name = if number == libc::SIGQUIT { "SIGQUIT".to_string() } else { format!("signal {number}") };
-                return tracing::warn!("{name}: every output driven low; stopping");
-            }
-            _ = hup.recv() => {
-                let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
-                let line = daemon.clone();
-                match tokio::task::spawn_blocking(move || line.reload_config("SIGHUP")).await {
-                    Ok(Ok(applied)) => tracing::info!(
-                        live = ?applied.live,
-                        on_restart = ?applied.on_restart,
-                        "SIGHUP: configuration reloaded"
-                    ),
-                    Ok(Err(error)) => tracing::error!(
-                        "SIGHUP: configuration not reloaded, the line runs on as it was: {error}"
-                    ),
-                    Err(error) => tracing::error!(%error, "SIGHUP: reload failed"),
+    async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => return tracing::info!("SIGTERM"),
+                _ = int.recv() => return tracing::info!("SIGINT"),
+                Some(number) = ended.recv() => {
+                    // The real lines at once, from here; then the ejector thread
+                    // stops for good, so nothing planned fires after.
+                    force_all_low();
+                    let line = daemon.clone();
+                    let _ = tokio::task::spawn_blocking(move || line.disarm()).await;
+                    let name = if number == libc::SIGQUIT { "SIGQUIT".to_string() } else { format!("signal {number}") };
+                    return tracing::warn!("{name}: every output driven low; stopping");
                 }
-                let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+                _ = hup.recv() => {
+                    let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
+                    let line = daemon.clone();
+                    match tokio::task::spawn_blocking(move || line.reload_config("SIGHUP")).await {
+                        Ok(Ok(applied)) => tracing::info!(
+                            live = ?applied.live,
+                            on_restart = ?applied.on_restart,
+                            "SIGHUP: configuration reloaded"
+                        ),
+                        Ok(Err(error)) => tracing::error!(
+                            "SIGHUP: configuration not reloaded, the line runs on as it was: {error}"
+                        ),
+                        Err(error) => tracing::error!(%error, "SIGHUP: reload failed"),
+                    }
+                    let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+                }
             }
         }
     }

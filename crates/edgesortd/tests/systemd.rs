@@ -263,9 +263,7 @@ fn over_https_it_makes_its_certificate_and_logs_the_fingerprint_and_plain_http_s
     std::fs::write(&config, format!("{}{tls}", &plain[..section])).unwrap();
     let mut daemon = Running::start(dir.path(), &config);
     daemon.receive("READY=1");
-    // The signal handlers are installed just after READY=1 (as the other
-    // tests, this one lets the daemon settle before it signals).
-    std::thread::sleep(Duration::from_secs(1));
+    // At once: the signal handlers are in place before READY=1.
     daemon.signal(libc::SIGTERM);
     let (status, log) = daemon.exit();
     assert!(status.success(), "{status}: {log}");
