@@ -150,7 +150,7 @@ pub struct BoxArgs {
     keys: Option<PathBuf>,
 }
 
-/// What [`BoxArgs::load`] found.
+/// What [`BoxArgs::load`] found and opened.
 struct BoxSettings {
     /// The line's configuration, its data folder replaced by root's.
     config: Config,
@@ -161,19 +161,28 @@ struct BoxSettings {
 }
 
 impl BoxArgs {
-    fn load(&self) -> Result<BoxSettings> {
+    /// Root's settings and the trusted keys' file.
+    fn load_system(&self) -> Result<(SystemConfig, PathBuf)> {
         let system = SystemConfig::load(&self.system)
             .with_context(|| format!("loading {}", self.system.display()))?;
+        let keys = self
+            .keys
+            .clone()
+            .unwrap_or_else(|| system.ota.trusted_keys.clone());
+        Ok((system, keys))
+    }
+
+    /// Every setting, and the update folder opened as root's tools must
+    /// open it: checked to be root's alone and held open, so the daemon's
+    /// user cannot swap it for its own while root works in it.
+    fn load(&self) -> Result<BoxSettings> {
+        let (system, keys) = self.load_system()?;
         let mut config = Config::load(&self.config)
             .with_context(|| format!("loading {}", self.config.display()))?;
         // The daemon may rewrite edgesort.toml: what root writes (engines
         // for a new slot) goes where root's file says.
         config.engine.data_dir = system.data_dir.clone();
-        let ota = OtaDir::new(&system.ota.dir);
-        let keys = self
-            .keys
-            .clone()
-            .unwrap_or_else(|| system.ota.trusted_keys.clone());
+        let ota = OtaDir::open_as_owner(&system.ota.dir)?;
         Ok(BoxSettings {
             config,
             config_path: self.config.clone(),
@@ -221,7 +230,9 @@ pub fn run_ota_command(command: OtaCommand) -> Result<()> {
             Ok(())
         }
         OtaCommand::Verify { package, box_args } => {
-            let keys = TrustedKeys::load(&box_args.load()?.keys)?;
+            // Writes nothing: the update folder is not opened.
+            let (_, keys) = box_args.load_system()?;
+            let keys = TrustedKeys::load(&keys)?;
             let verified = VerifiedPackage::open(&package, &keys, SystemTime::now())?;
             verified.check_payloads()?;
             let manifest = &verified.manifest;

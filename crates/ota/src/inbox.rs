@@ -189,9 +189,7 @@ impl OtaDir {
         name: &str,
         body: &mut dyn Read,
     ) -> Result<(PathBuf, File), OtaError> {
-        std::fs::create_dir_all(self.root())
-            .map_err(io_error(format!("creating {}", self.root().display())))?;
-        let incoming = Folder::open(self.root())?.create_folder("incoming", 0o755)?;
+        let incoming = self.folder()?.create_folder("incoming", 0o755)?;
         let partial = format!("{name}.partial");
         let mut file = incoming.create_new(&partial, 0o600)?;
         let written = std::io::copy(&mut body.take(MAX_PACKAGE_BYTES + 1), &mut file)
@@ -220,7 +218,7 @@ impl OtaDir {
     /// Removes a download that [`OtaDir::receive_download`] kept, by name
     /// inside `incoming/`, never through a link.
     pub fn discard_download(&self, package: &Path) -> Result<(), OtaError> {
-        let incoming = Folder::open(self.root())?.folder("incoming")?;
+        let incoming = self.folder()?.folder("incoming")?;
         incoming.remove(entry_name(package))?;
         Ok(())
     }
@@ -235,7 +233,11 @@ impl OtaDir {
                 Err(error.into())
             }
         };
-        let incoming = match Folder::open(self.root()).and_then(|root| root.folder("incoming")) {
+        let root = match self.pinned_folder() {
+            Some(root) => root.try_clone(),
+            None => Folder::open(self.root()),
+        };
+        let incoming = match root.and_then(|root| root.folder("incoming")) {
             Ok(folder) => folder,
             Err(error) => return absent(error),
         };

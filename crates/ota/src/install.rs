@@ -317,12 +317,13 @@ impl Installer<'_> {
             let report = self
                 .engine
                 .prepare(&self.ota.slot_dir(slot), &slot_manifest)
-                .map_err(OtaError::Engine)?;
+                .map_err(|error| OtaError::Engine(self.ota.shown(&error)))?;
             (self.progress)(&Event::EngineReady(report));
         }
         for payload in slot_manifest.os_payloads() {
             let file = self.ota.slot_dir(slot).join(payload);
-            hand_to_os_updater(&self.os_update_command, &file)?;
+            hand_to_os_updater(&self.os_update_command, &file)
+                .map_err(|error| self.ota.shown_error(error))?;
             (self.progress)(&Event::OsHandedOff(payload.clone()));
         }
         let installed = Installed {

@@ -136,6 +136,21 @@ pub enum OtaError {
     /// A slot or the state file is damaged.
     #[error("damaged: {0}")]
     Damaged(String),
+    /// Root's tools work only in a folder that is theirs alone: the update
+    /// folder, or a part of it that must be root's (`slots/`, a slot,
+    /// `state.json`, `lock`), is owned by another user or writable by its
+    /// group or others, so someone else may have made it or may change it.
+    #[error("refusing {}: {}", path.display(), untrusted_reason(*owner, *mode, *expected_owner))]
+    Untrusted {
+        /// The folder or file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// Who must own it: the effective user, root on a box.
+        expected_owner: u32,
+    },
     /// A file or folder in the OTA tree, where a less trusted user may
     /// write, is not what it must be (a link, a FIFO, a socket where a
     /// plain file belongs) or could not be reached without following a
@@ -150,6 +165,18 @@ pub enum OtaError {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+fn untrusted_reason(owner: u32, mode: u32, expected_owner: u32) -> String {
+    if owner != expected_owner {
+        let expected = match expected_owner {
+            0 => "root (uid 0)".to_owned(),
+            uid => format!("uid {uid}, the user running this"),
+        };
+        format!("owned by uid {owner} (mode {mode:04o}), not by {expected}")
+    } else {
+        format!("mode {mode:04o} (owner uid {owner}) lets its group or others write it")
+    }
 }
 
 pub(crate) fn io_error(what: String) -> impl FnOnce(std::io::Error) -> OtaError {

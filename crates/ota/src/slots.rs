@@ -20,12 +20,13 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use edgesort_types::{Folder, sha256_file, sync_folder, write_atomically};
+use edgesort_types::{BeneathError, Folder, sha256_file, sync_folder, write_atomically};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
@@ -230,25 +231,103 @@ pub struct Recovery {
 }
 
 /// The update folder on the data partition.
+///
+/// Root's tools open it with [`OtaDir::open_as_owner`], which checks it is
+/// theirs alone and holds it open: every call then reaches the folder
+/// through that descriptor, so renaming it away and putting another in its
+/// place, which the daemon's user can do in the data partition it owns,
+/// does not redirect them. The daemon's side, which only reads and writes
+/// `incoming/`, uses [`OtaDir::unchecked`].
 #[derive(Clone, Debug)]
 pub struct OtaDir {
+    /// The folder's path: what messages name, and what the daemon and a
+    /// configuration's `.../current/...` reach it by.
     root: PathBuf,
+    /// What this process's calls go through: `root` itself, or for a folder
+    /// held open, `/proc/<pid>/fd/<n>`, which the kernel resolves to the
+    /// folder that was opened whatever has since become of its name.
+    work: PathBuf,
+    /// The folder held open, for one opened with [`OtaDir::open_as_owner`].
+    pinned: Option<Arc<Pinned>>,
+}
+
+/// A folder held open and who must own what is in it.
+#[derive(Debug)]
+struct Pinned {
+    folder: Folder,
+    owner: u32,
 }
 
 impl OtaDir {
-    /// The folder `root` (created on first use).
-    pub fn new(root: &Path) -> OtaDir {
+    /// The folder at `root`, reached by its path at every call and made on
+    /// first use; nothing about it is checked. For the daemon's side, which
+    /// reads the state and slots and writes only `incoming/`; root's tools
+    /// use [`OtaDir::open_as_owner`].
+    pub fn unchecked(root: &Path) -> OtaDir {
         OtaDir {
             root: root.to_owned(),
+            work: root.to_owned(),
+            pinned: None,
         }
     }
 
-    /// The folder.
+    /// The folder at `path` as root's tools must use it: made 0755 if
+    /// absent (relative to its parent, whose path is trusted as
+    /// configured), opened without following a link, refused unless it is
+    /// owned by the effective user (root on a box) and neither its group
+    /// nor others may write it, and then held open: every later call works
+    /// in the folder that was checked, whatever happens to its name.
+    pub fn open_as_owner(path: &Path) -> Result<OtaDir, OtaError> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(OtaError::Damaged(format!(
+                "{} does not name a folder inside another",
+                path.display()
+            )));
+        };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        std::fs::create_dir_all(parent)
+            .map_err(io_error(format!("creating {}", parent.display())))?;
+        let folder = Folder::open_following(parent)?.create_folder(name, 0o755)?;
+        let metadata = folder.metadata()?;
+        let owner = effective_uid();
+        refuse_unless_owned(path, &metadata, owner)?;
+        let work = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            folder.as_fd().as_raw_fd()
+        ));
+        // Without /proc the path above would not reach the folder; say so
+        // rather than work somewhere else.
+        let reached = std::fs::metadata(&work).map_err(io_error(format!(
+            "reaching {} through {} (is /proc mounted?)",
+            path.display(),
+            work.display()
+        )))?;
+        if (reached.dev(), reached.ino()) != (metadata.dev(), metadata.ino()) {
+            return Err(OtaError::Damaged(format!(
+                "{} does not lead to the folder {} that was opened",
+                work.display(),
+                path.display()
+            )));
+        }
+        Ok(OtaDir {
+            root: path.to_owned(),
+            work,
+            pinned: Some(Arc::new(Pinned { folder, owner })),
+        })
+    }
+
+    /// The folder's path.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The link to the slot the daemon runs.
+    /// The link to the slot the daemon runs, as the daemon and a
+    /// configuration name it.
     pub fn current(&self) -> PathBuf {
         self.root.join("current")
     }
@@ -263,21 +342,141 @@ impl OtaDir {
         }
     }
 
-    /// A slot's folder.
+    /// A slot's folder as this process reaches it: through the folder held
+    /// open, for one opened with [`OtaDir::open_as_owner`]
+    /// (`/proc/<pid>/fd/<n>/slots/a`, which a child process of the same
+    /// user reaches too).
     pub fn slot_dir(&self, slot: SlotName) -> PathBuf {
-        self.root.join("slots").join(slot.as_str())
+        self.work.join("slots").join(slot.as_str())
     }
 
     fn staging_dir(&self, slot: SlotName) -> PathBuf {
-        self.root.join("slots").join(format!("{slot}.staging"))
+        self.work.join("slots").join(format!("{slot}.staging"))
     }
 
     fn trash_dir(&self, slot: SlotName) -> PathBuf {
-        self.root.join("slots").join(format!("{slot}.trash"))
+        self.work.join("slots").join(format!("{slot}.trash"))
     }
 
     fn state_path(&self) -> PathBuf {
-        self.root.join("state.json")
+        self.work.join("state.json")
+    }
+
+    /// `text` with every path that goes through the folder held open named
+    /// by the folder's own path, as messages must name it.
+    pub(crate) fn shown(&self, text: &str) -> String {
+        if self.pinned.is_none() {
+            return text.to_owned();
+        }
+        let work = self.work.to_string_lossy();
+        let root = self.root.to_string_lossy();
+        // With its slash, `/proc/1/fd/5/` is never part of `/proc/1/fd/51/`.
+        let text = text.replace(&format!("{work}/"), &format!("{root}/"));
+        if text == work {
+            root.into_owned()
+        } else {
+            text
+        }
+    }
+
+    /// `error` with its paths named as [`OtaDir::shown`] names them.
+    /// Errors are made deep in helpers that take plain paths (`std::fs`,
+    /// the package's extraction, the engine builder), so the folder's
+    /// public calls rename the one prefix they can contain rather than
+    /// thread two names through each.
+    pub(crate) fn shown_error(&self, error: OtaError) -> OtaError {
+        if self.pinned.is_none() {
+            return error;
+        }
+        let show = |text: String| self.shown(&text);
+        match error {
+            OtaError::Io { what, source } => {
+                let text = source.to_string();
+                let source = if text.contains(&*self.work.to_string_lossy()) {
+                    std::io::Error::new(source.kind(), self.shown(&text))
+                } else {
+                    source
+                };
+                OtaError::Io {
+                    what: show(what),
+                    source,
+                }
+            }
+            OtaError::BadManifest(text) => OtaError::BadManifest(show(text)),
+            OtaError::UnexpectedEntry(text) => OtaError::UnexpectedEntry(show(text)),
+            OtaError::Truncated(text) => OtaError::Truncated(show(text)),
+            OtaError::Refused(text) => OtaError::Refused(show(text)),
+            OtaError::Engine(text) => OtaError::Engine(show(text)),
+            OtaError::Damaged(text) => OtaError::Damaged(show(text)),
+            other => other,
+        }
+    }
+
+    /// Runs `work`, naming the folder by its own path in any error.
+    fn named<T>(&self, work: impl FnOnce() -> Result<T, OtaError>) -> Result<T, OtaError> {
+        work().map_err(|error| self.shown_error(error))
+    }
+
+    /// The folder held open, for one opened with [`OtaDir::open_as_owner`].
+    pub(crate) fn pinned_folder(&self) -> Option<&Folder> {
+        self.pinned.as_ref().map(|pinned| &pinned.folder)
+    }
+
+    /// The folder, open: the one held open, or for an unchecked folder, the
+    /// one at its path, made if absent.
+    pub(crate) fn folder(&self) -> Result<Folder, OtaError> {
+        match self.pinned_folder() {
+            Some(folder) => Ok(folder.try_clone()?),
+            None => {
+                std::fs::create_dir_all(&self.root)
+                    .map_err(io_error(format!("creating {}", self.root.display())))?;
+                Ok(Folder::open(&self.root)?)
+            }
+        }
+    }
+
+    /// For a folder opened with [`OtaDir::open_as_owner`]: refuses the
+    /// entry at `path` (a path this process reaches) unless it is what it
+    /// must be (`folder` or not), not a link, owned by the folder's owner
+    /// and writable by nobody else. Inside a folder only its owner may
+    /// write, nobody else can have put it there; this keeps a tree chowned
+    /// or loosened by hand from being used as root's. Whether it exists.
+    fn check_owned(&self, path: &Path, folder: bool) -> Result<bool, OtaError> {
+        let Some(pinned) = &self.pinned else {
+            return Ok(path.exists());
+        };
+        let metadata = match std::fs::symlink_metadata(path) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => {
+                return Err(OtaError::Io {
+                    what: format!("reading {}", self.shown(&path.to_string_lossy())),
+                    source,
+                });
+            }
+        };
+        let shown = PathBuf::from(self.shown(&path.to_string_lossy()));
+        let kind = metadata.file_type();
+        let (is, wanted) = if folder {
+            (kind.is_dir(), "folder")
+        } else {
+            (kind.is_file(), "regular file")
+        };
+        if !is {
+            return Err(OtaError::OpenBeneath(BeneathError::Refused {
+                path: shown,
+                found: if kind.is_symlink() {
+                    "symbolic link"
+                } else if kind.is_dir() {
+                    "folder"
+                } else {
+                    "special file"
+                },
+                wanted,
+            }));
+        }
+        refuse_unless_owned(&shown, &metadata, pinned.owner)?;
+        Ok(true)
     }
 
     /// Takes the lock, or says who holds it.
@@ -293,40 +492,57 @@ impl OtaDir {
 
     /// The lock, or what its holder wrote in it.
     fn take_lock(&self) -> Result<Result<InstallLock, String>, OtaError> {
-        let slots = self.root.join("slots");
-        std::fs::create_dir_all(&slots)
-            .map_err(io_error(format!("creating {}", self.root.display())))?;
-        // The daemon's user reads the slots that root writes here.
-        for folder in [&self.root, &slots] {
-            set_mode(folder, 0o755)?;
-        }
-        let path = self.root.join("lock");
-        // Never through a link, never a FIFO, and not truncated before it
-        // is held: another installer's pid stays readable.
-        let mut file = Folder::open(&self.root)?.open_or_create("lock", 0o644)?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let error = std::io::Error::last_os_error();
-            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let mut holder = String::new();
-                let _ = (&mut file).take(256).read_to_string(&mut holder);
-                return Ok(Err(holder));
+        self.named(|| {
+            let root = self.folder()?;
+            let slots = root.create_folder("slots", 0o755)?;
+            if let Some(pinned) = &self.pinned {
+                refuse_unless_owned(slots.path(), &slots.metadata()?, pinned.owner)?;
             }
-            return Err(OtaError::Io {
-                what: format!("locking {}", path.display()),
-                source: error,
-            });
-        }
-        let holder = format!("pid {}", std::process::id());
-        let _ = file
-            .set_len(0)
-            .and_then(|()| file.write_all(holder.as_bytes()));
-        Ok(Ok(InstallLock { _file: file }))
+            // The daemon's user reads the slots that root writes here.
+            for folder in [&self.work, &self.work.join("slots")] {
+                set_mode(folder, 0o755)?;
+            }
+            let path = root.join("lock");
+            // Never through a link, never a FIFO, and not truncated before it
+            // is held: another installer's pid stays readable.
+            let mut file = root.open_or_create("lock", 0o644)?;
+            if let Some(pinned) = &self.pinned {
+                let metadata = file
+                    .metadata()
+                    .map_err(io_error(format!("reading {}", path.display())))?;
+                refuse_unless_owned(&path, &metadata, pinned.owner)?;
+            }
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let error = std::io::Error::last_os_error();
+                if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    let mut holder = String::new();
+                    let _ = (&mut file).take(256).read_to_string(&mut holder);
+                    return Ok(Err(holder));
+                }
+                return Err(OtaError::Io {
+                    what: format!("locking {}", path.display()),
+                    source: error,
+                });
+            }
+            let holder = format!("pid {}", std::process::id());
+            let _ = file
+                .set_len(0)
+                .and_then(|()| file.write_all(holder.as_bytes()));
+            Ok(Ok(InstallLock { _file: file }))
+        })
     }
 
     /// The state, or `None` before the first [`OtaDir::init`].
     pub fn state(&self) -> Result<Option<State>, OtaError> {
+        self.named(|| self.read_state())
+    }
+
+    fn read_state(&self) -> Result<Option<State>, OtaError> {
         let path = self.state_path();
+        if !self.check_owned(&path, false)? {
+            return Ok(None);
+        }
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -354,13 +570,15 @@ impl OtaDir {
     pub fn write_state(&self, _lock: &InstallLock, state: &State) -> Result<(), OtaError> {
         let mut bytes = serde_json::to_vec_pretty(state).expect("state serializes");
         bytes.push(b'\n');
-        write_atomically(&self.state_path(), &bytes)
-            .map_err(io_error(format!("writing {}", self.state_path().display())))
+        self.named(|| {
+            write_atomically(&self.state_path(), &bytes)
+                .map_err(io_error(format!("writing {}", self.state_path().display())))
+        })
     }
 
     /// The slot `current` points at, if it is a link to one.
     pub fn current_slot(&self) -> Option<SlotName> {
-        let target = std::fs::read_link(self.current()).ok()?;
+        let target = std::fs::read_link(self.work.join("current")).ok()?;
         [SlotName::A, SlotName::B]
             .into_iter()
             .find(|slot| target == Path::new("slots").join(slot.as_str()))
@@ -368,55 +586,65 @@ impl OtaDir {
 
     /// Points `current` at `slot` with one rename.
     pub fn point_current(&self, _lock: &InstallLock, slot: SlotName) -> Result<(), OtaError> {
-        let next = self.root.join("current.next");
-        let _ = std::fs::remove_file(&next);
-        std::os::unix::fs::symlink(Path::new("slots").join(slot.as_str()), &next)
-            .map_err(io_error(format!("linking {}", next.display())))?;
-        std::fs::rename(&next, self.current())
-            .map_err(io_error(format!("switching {}", self.current().display())))?;
-        sync_folder(&self.root).map_err(io_error(format!("syncing {}", self.root.display())))
+        self.named(|| {
+            let next = self.work.join("current.next");
+            let current = self.work.join("current");
+            let _ = std::fs::remove_file(&next);
+            // Relative, so it holds by whichever path the folder is reached.
+            std::os::unix::fs::symlink(Path::new("slots").join(slot.as_str()), &next)
+                .map_err(io_error(format!("linking {}", next.display())))?;
+            std::fs::rename(&next, &current)
+                .map_err(io_error(format!("switching {}", current.display())))?;
+            sync_folder(&self.work).map_err(io_error(format!("syncing {}", self.work.display())))
+        })
     }
 
     /// Reads a slot's `slot.json`.
     pub fn slot_manifest(&self, slot: SlotName) -> Result<SlotManifest, OtaError> {
-        let path = self.slot_dir(slot).join(SLOT_MANIFEST);
-        let bytes = std::fs::read(&path).map_err(|error| {
-            OtaError::Damaged(format!(
-                "slot {slot} is not complete: {}: {error}",
-                path.display()
-            ))
-        })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|error| OtaError::Damaged(format!("{}: {error}", path.display())))
+        self.named(|| {
+            let folder = self.slot_dir(slot);
+            self.check_owned(&folder, true)?;
+            let path = folder.join(SLOT_MANIFEST);
+            let bytes = std::fs::read(&path).map_err(|error| {
+                OtaError::Damaged(format!(
+                    "slot {slot} is not complete: {}: {error}",
+                    path.display()
+                ))
+            })?;
+            serde_json::from_slice(&bytes)
+                .map_err(|error| OtaError::Damaged(format!("{}: {error}", path.display())))
+        })
     }
 
     /// Re-reads every file of a slot and checks it against `slot.json`:
     /// nothing missing, changed, added, or a link.
     pub fn verify_slot(&self, slot: SlotName) -> Result<SlotManifest, OtaError> {
-        let manifest = self.slot_manifest(slot)?;
-        let folder = self.slot_dir(slot);
-        let mut found = Vec::new();
-        list_plain_files(&folder, &folder, &mut found)?;
-        for path in &found {
-            if path != SLOT_MANIFEST && !manifest.files.contains_key(path) {
-                return Err(OtaError::Damaged(format!(
-                    "slot {slot} holds {path}, which its slot.json does not list"
-                )));
+        self.named(|| {
+            let manifest = self.slot_manifest(slot)?;
+            let folder = self.slot_dir(slot);
+            let mut found = Vec::new();
+            list_plain_files(&folder, &folder, &mut found)?;
+            for path in &found {
+                if path != SLOT_MANIFEST && !manifest.files.contains_key(path) {
+                    return Err(OtaError::Damaged(format!(
+                        "slot {slot} holds {path}, which its slot.json does not list"
+                    )));
+                }
             }
-        }
-        for (path, record) in &manifest.files {
-            let file = folder.join(path);
-            let (sha256, size) = hash_file(&file)
-                .map_err(|error| OtaError::Damaged(format!("slot {slot}: {path}: {error}")))?;
-            if sha256 != record.sha256 || size != record.size {
-                return Err(OtaError::Damaged(format!(
-                    "slot {slot}: {path} has changed on disk ({size} bytes, sha256 {sha256}; \
-                     recorded {} bytes, {})",
-                    record.size, record.sha256
-                )));
+            for (path, record) in &manifest.files {
+                let file = folder.join(path);
+                let (sha256, size) = hash_file(&file)
+                    .map_err(|error| OtaError::Damaged(format!("slot {slot}: {path}: {error}")))?;
+                if sha256 != record.sha256 || size != record.size {
+                    return Err(OtaError::Damaged(format!(
+                        "slot {slot}: {path} has changed on disk ({size} bytes, sha256 {sha256}; \
+                         recorded {} bytes, {})",
+                        record.size, record.sha256
+                    )));
+                }
             }
-        }
-        Ok(manifest)
+            Ok(manifest)
+        })
     }
 
     /// First start: makes slot a from the image's files under `factory`
@@ -427,52 +655,54 @@ impl OtaDir {
         factory: &Path,
         version: Version,
     ) -> Result<State, OtaError> {
-        if let Some(state) = self.state()? {
-            return Err(OtaError::Refused(format!(
-                "already initialized: slot {} holds committed version {}",
-                state.committed.slot, state.committed.version
-            )));
-        }
-        let slot = SlotName::A;
-        self.clear_leftovers(lock)?;
-        self.discard(lock, slot)?;
-        let staging = self.staging_dir(slot);
-        create_dir(&staging)?;
-        let mut files = Vec::new();
-        list_plain_files(factory, factory, &mut files)?;
-        let mut records = BTreeMap::new();
-        for path in files {
-            slot_path_kind(&path)?;
-            let record = place_file(&factory.join(&path), &staging.join(&path))?;
-            records.insert(path, record);
-        }
-        let manifest = SlotManifest {
-            version: version.clone(),
-            package: FACTORY.to_owned(),
-            staged_at: now_rfc3339(),
-            files: records,
-        };
-        self.seal(lock, slot, &manifest)?;
-        self.point_current(lock, slot)?;
-        let mut state = State {
-            format: STATE_FORMAT,
-            committed: Installed {
-                slot,
+        self.named(|| {
+            if let Some(state) = self.state()? {
+                return Err(OtaError::Refused(format!(
+                    "already initialized: slot {} holds committed version {}",
+                    state.committed.slot, state.committed.version
+                )));
+            }
+            let slot = SlotName::A;
+            self.clear_leftovers(lock)?;
+            self.discard(lock, slot)?;
+            let staging = self.staging_dir(slot);
+            create_dir(&staging)?;
+            let mut files = Vec::new();
+            list_plain_files(factory, factory, &mut files)?;
+            let mut records = BTreeMap::new();
+            for path in files {
+                slot_path_kind(&path)?;
+                let record = place_file(&factory.join(&path), &staging.join(&path))?;
+                records.insert(path, record);
+            }
+            let manifest = SlotManifest {
                 version: version.clone(),
                 package: FACTORY.to_owned(),
-            },
-            previous: None,
-            floor: version.clone(),
-            trial: None,
-            history: Vec::new(),
-        };
-        state.record(
-            "initialized",
-            &version,
-            format!("slot a from the image's files in {}", factory.display()),
-        );
-        self.write_state(lock, &state)?;
-        Ok(state)
+                staged_at: now_rfc3339(),
+                files: records,
+            };
+            self.seal(lock, slot, &manifest)?;
+            self.point_current(lock, slot)?;
+            let mut state = State {
+                format: STATE_FORMAT,
+                committed: Installed {
+                    slot,
+                    version: version.clone(),
+                    package: FACTORY.to_owned(),
+                },
+                previous: None,
+                floor: version.clone(),
+                trial: None,
+                history: Vec::new(),
+            };
+            state.record(
+                "initialized",
+                &version,
+                format!("slot a from the image's files in {}", factory.display()),
+            );
+            self.write_state(lock, &state)?;
+            Ok(state)
+        })
     }
 
     /// Brings the folder back to one consistent committed slot: removes
@@ -481,36 +711,38 @@ impl OtaDir {
     /// a trial found by the lock's holder was left by a dead one), and
     /// points `current` at the slot the state names.
     pub fn recover(&self, lock: &InstallLock) -> Result<Recovery, OtaError> {
-        let mut repairs = self.clear_leftovers(lock)?;
-        let mut state = self.state()?.ok_or(OtaError::NotInitialized)?;
-        let trial_rolled_back = state.trial.is_some();
-        if let Some(trial) = state.trial.take() {
-            let detail = format!(
-                "version {} in slot {} was switched to at {} but its installer (pid {}) \
-                 stopped before it proved healthy; back to version {} in slot {}",
-                trial.installed.version,
-                trial.installed.slot,
-                trial.switched_at,
-                trial.installer_pid,
-                state.committed.version,
-                state.committed.slot
-            );
-            state.record("rolled_back", &trial.installed.version, &detail);
-            self.write_state(lock, &state)?;
-            repairs.push(detail);
-        }
-        if self.current_slot() != Some(state.committed.slot) {
-            self.point_current(lock, state.committed.slot)?;
-            repairs.push(format!(
-                "pointed current at the committed slot {}",
-                state.committed.slot
-            ));
-        }
-        self.slot_manifest(state.committed.slot)?;
-        Ok(Recovery {
-            state,
-            repairs,
-            trial_rolled_back,
+        self.named(|| {
+            let mut repairs = self.clear_leftovers(lock)?;
+            let mut state = self.state()?.ok_or(OtaError::NotInitialized)?;
+            let trial_rolled_back = state.trial.is_some();
+            if let Some(trial) = state.trial.take() {
+                let detail = format!(
+                    "version {} in slot {} was switched to at {} but its installer (pid {}) \
+                     stopped before it proved healthy; back to version {} in slot {}",
+                    trial.installed.version,
+                    trial.installed.slot,
+                    trial.switched_at,
+                    trial.installer_pid,
+                    state.committed.version,
+                    state.committed.slot
+                );
+                state.record("rolled_back", &trial.installed.version, &detail);
+                self.write_state(lock, &state)?;
+                repairs.push(detail);
+            }
+            if self.current_slot() != Some(state.committed.slot) {
+                self.point_current(lock, state.committed.slot)?;
+                repairs.push(format!(
+                    "pointed current at the committed slot {}",
+                    state.committed.slot
+                ));
+            }
+            self.slot_manifest(state.committed.slot)?;
+            Ok(Recovery {
+                state,
+                repairs,
+                trial_rolled_back,
+            })
         })
     }
 
@@ -523,26 +755,30 @@ impl OtaDir {
         base: SlotName,
         package: &VerifiedPackage,
     ) -> Result<(SlotName, SlotManifest), OtaError> {
-        let target = base.other();
-        let base_manifest = self.slot_manifest(base)?;
-        let staging = self.staging_dir(target);
-        let _ = std::fs::remove_dir_all(&staging);
-        create_dir(&staging)?;
-        let filled = self.fill(base, &base_manifest, package, &staging);
-        let sealed = filled.and_then(|manifest| {
-            self.seal(lock, target, &manifest)?;
-            Ok(manifest)
-        });
-        match sealed {
-            Ok(manifest) => Ok((target, manifest)),
-            Err(error) => {
-                // Refused or failed: no half-staged files stay behind (a
-                // tampered payload among them), and the other slot, the
-                // way back, is as it was.
+        self.named(|| {
+            let target = base.other();
+            let base_manifest = self.slot_manifest(base)?;
+            let staging = self.staging_dir(target);
+            if self.check_owned(&staging, true)? {
                 let _ = std::fs::remove_dir_all(&staging);
-                Err(error)
             }
-        }
+            create_dir(&staging)?;
+            let filled = self.fill(base, &base_manifest, package, &staging);
+            let sealed = filled.and_then(|manifest| {
+                self.seal(lock, target, &manifest)?;
+                Ok(manifest)
+            });
+            match sealed {
+                Ok(manifest) => Ok((target, manifest)),
+                Err(error) => {
+                    // Refused or failed: no half-staged files stay behind (a
+                    // tampered payload among them), and the other slot, the
+                    // way back, is as it was.
+                    let _ = std::fs::remove_dir_all(&staging);
+                    Err(error)
+                }
+            }
+        })
     }
 
     /// Places `base`'s files the package does not replace, then the
@@ -601,8 +837,8 @@ impl OtaDir {
         self.discard(lock, slot)?;
         std::fs::rename(&staging, self.slot_dir(slot))
             .map_err(io_error(format!("renaming {}", staging.display())))?;
-        sync_folder(&self.root.join("slots"))
-            .map_err(io_error(format!("syncing {}", self.root.display())))
+        sync_folder(&self.work.join("slots"))
+            .map_err(io_error(format!("syncing {}", self.work.display())))
     }
 
     /// Removes a slot: renamed aside first, so a slot is either whole
@@ -610,14 +846,16 @@ impl OtaDir {
     fn discard(&self, _lock: &InstallLock, slot: SlotName) -> Result<(), OtaError> {
         let folder = self.slot_dir(slot);
         let trash = self.trash_dir(slot);
-        if folder.exists() {
-            let _ = std::fs::remove_dir_all(&trash);
+        if self.check_owned(&folder, true)? {
+            if self.check_owned(&trash, true)? {
+                let _ = std::fs::remove_dir_all(&trash);
+            }
             std::fs::rename(&folder, &trash)
                 .map_err(io_error(format!("moving {} aside", folder.display())))?;
-            sync_folder(&self.root.join("slots"))
-                .map_err(io_error(format!("syncing {}", self.root.display())))?;
+            sync_folder(&self.work.join("slots"))
+                .map_err(io_error(format!("syncing {}", self.work.display())))?;
         }
-        if trash.exists() {
+        if self.check_owned(&trash, true)? {
             std::fs::remove_dir_all(&trash)
                 .map_err(io_error(format!("removing {}", trash.display())))?;
         }
@@ -628,20 +866,22 @@ impl OtaDir {
         let mut repairs = Vec::new();
         for slot in [SlotName::A, SlotName::B] {
             for leftover in [self.staging_dir(slot), self.trash_dir(slot)] {
-                if leftover.exists() {
+                if self.check_owned(&leftover, true)? {
                     std::fs::remove_dir_all(&leftover)
                         .map_err(io_error(format!("removing {}", leftover.display())))?;
-                    repairs.push(format!("removed the unfinished {}", leftover.display()));
+                    repairs.push(
+                        self.shown(&format!("removed the unfinished {}", leftover.display())),
+                    );
                 }
             }
         }
-        let _ = std::fs::remove_file(self.root.join("current.next"));
+        let _ = std::fs::remove_file(self.work.join("current.next"));
         Ok(repairs)
     }
 
     /// Free bytes on the data partition.
     pub fn free_bytes(&self) -> Result<u64, OtaError> {
-        let path = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes())
+        let path = std::ffi::CString::new(self.work.as_os_str().as_encoded_bytes())
             .map_err(|_| OtaError::Damaged("the OTA folder's path holds a NUL".into()))?;
         // SAFETY: statvfs writes into the zeroed struct it is given.
         let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -654,6 +894,29 @@ impl OtaDir {
         // Saturating: more free bytes than a u64 holds is plenty.
         Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
     }
+}
+
+/// Refuses what `metadata` describes, at `path`, unless `owner` owns it
+/// and neither its group nor others may write it.
+fn refuse_unless_owned(
+    path: &Path,
+    metadata: &std::fs::Metadata,
+    owner: u32,
+) -> Result<(), OtaError> {
+    if metadata.uid() != owner || metadata.mode() & 0o022 != 0 {
+        return Err(OtaError::Untrusted {
+            path: path.to_owned(),
+            owner: metadata.uid(),
+            mode: metadata.mode() & 0o7777,
+            expected_owner: owner,
+        });
+    }
+    Ok(())
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// The floor of a state written before floors existed, raised to its

@@ -125,7 +125,7 @@ impl TestBox {
         let dir = tempfile::tempdir().unwrap();
         let factory = dir.path().join("factory");
         write_slot_files(&factory, 1, 4096);
-        let ota = OtaDir::new(&dir.path().join("ota"));
+        let ota = OtaDir::open_as_owner(&dir.path().join("ota")).unwrap();
         {
             // Released before installing: flock conflicts even within one
             // process when the file is opened twice.
