@@ -41,6 +41,8 @@ fn package(dir: &Path, key: Option<&SigningKeyFile>) -> Vec<u8> {
             min_version: Version::new(1, 0, 0),
             boards: vec!["orin-nano".into()],
             notes: String::new(),
+            created: std::time::SystemTime::now(),
+            revokes: Vec::new(),
         },
         &out,
     )

@@ -13,8 +13,8 @@ use edgesort_engine::EngineBuilder;
 use edgesort_infer_tensorrt::TensorRtBuilder;
 use edgesort_ota::{
     CommandLine, DaemonHealth, EnginePreparer, Event, HealthCriteria, Installer, OtaDir, Outcome,
-    PackInfo, SigningKeyFile, SlotManifest, SlotName, TrustedKey, TrustedKeys, VerifiedPackage,
-    at_low_priority,
+    PackInfo, SigningKeyFile, SlotManifest, SlotName, Trust, TrustedKey, TrustedKeys,
+    VerifiedPackage, at_low_priority,
 };
 use edgesort_provision::{
     SystemFiles, engine_inputs, model_input, prepare_engine, probe, tract_reference, workspace_for,
@@ -58,6 +58,11 @@ pub enum OtaCommand {
         /// Release notes.
         #[arg(long, default_value = "")]
         notes: String,
+        /// A signing key to revoke, by id; repeat. A box that verifies the
+        /// package refuses the key's signatures from then on, and the
+        /// package must be signed by a key it does not revoke.
+        #[arg(long = "revoke", value_name = "KEY_ID")]
+        revokes: Vec<String>,
         /// The package file to write.
         #[arg(long)]
         out: PathBuf,
@@ -202,6 +207,7 @@ pub fn run_ota_command(command: OtaCommand) -> Result<()> {
             min_version,
             boards,
             notes,
+            revokes,
             out,
         } => {
             let manifest = edgesort_ota::pack(
@@ -211,16 +217,25 @@ pub fn run_ota_command(command: OtaCommand) -> Result<()> {
                     min_version,
                     boards,
                     notes,
+                    created: SystemTime::now(),
+                    revokes,
                 },
                 &out,
             )?;
             println!(
-                "Packed {} payloads ({} bytes) as version {} into {} (unsigned: run `edgesort ota sign`).",
+                "Packed {} payloads ({} bytes) as version {} made {} into {} (unsigned: run `edgesort ota sign`).",
                 manifest.payloads.len(),
                 manifest.payload_bytes(),
                 manifest.version,
+                manifest.created,
                 out.display()
             );
+            if !manifest.revokes.is_empty() {
+                println!(
+                    "It revokes {}: sign it with a key it does not revoke.",
+                    manifest.revokes.join(", ")
+                );
+            }
             Ok(())
         }
         OtaCommand::Sign { package, key } => {
@@ -230,20 +245,31 @@ pub fn run_ota_command(command: OtaCommand) -> Result<()> {
             Ok(())
         }
         OtaCommand::Verify { package, box_args } => {
-            // Writes nothing: the update folder is not opened.
-            let (_, keys) = box_args.load_system()?;
+            let (system, keys) = box_args.load_system()?;
             let keys = TrustedKeys::load(&keys)?;
-            let verified = VerifiedPackage::open(&package, &keys, SystemTime::now())?;
+            // Judged as this box would judge it: by its revoked keys and
+            // trusted time, once it has an update folder (opened as root's
+            // tools open it, never created here: verify writes nothing).
+            let trust = if system.ota.dir.exists() {
+                OtaDir::open_as_owner(&system.ota.dir)?.trust(SystemTime::now())?
+            } else {
+                Trust::clock(SystemTime::now())
+            };
+            let verified = VerifiedPackage::open(&package, &keys, &trust)?;
             verified.check_payloads()?;
             let manifest = &verified.manifest;
             println!(
-                "Version {} (onto {} or newer) for {}, signed by {}: {} payloads, every sha256 matches.",
+                "Version {} (onto {} or newer) for {}, made {}, signed by {}: {} payloads, every sha256 matches.",
                 manifest.version,
                 manifest.min_version,
                 manifest.boards.join(", "),
+                manifest.created,
                 verified.signer,
                 manifest.payloads.len()
             );
+            if !manifest.revokes.is_empty() {
+                println!("Revokes keys: {}", manifest.revokes.join(", "));
+            }
             for payload in &manifest.payloads {
                 println!(
                     "  {:<40} {:>12} bytes  {:?}",
@@ -637,6 +663,15 @@ fn status(verify: bool, json: bool, box_args: &BoxArgs) -> Result<()> {
         "Floor:     version {} (the highest ever committed; below it needs --force)",
         state.floor
     );
+    if let Some(trusted_time) = &state.trusted_time {
+        println!(
+            "Trusted:   {trusted_time} (the newest package's signing time; key expiry is judged no earlier)"
+        );
+    }
+    if !state.revoked_keys.is_empty() {
+        let revoked: Vec<&str> = state.revoked_keys.iter().map(String::as_str).collect();
+        println!("Revoked:   {}", revoked.join(", "));
+    }
     if let Some(trial) = &state.trial {
         println!(
             "On trial:  version {} in slot {}, switched at {} by installer pid {}",

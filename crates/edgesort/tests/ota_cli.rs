@@ -280,6 +280,72 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
     );
 }
 
+#[test]
+fn issue_23_a_release_can_revoke_a_key_and_is_signed_by_one_it_does_not_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let arg = |path: &Path| path.to_str().unwrap().to_owned();
+    let mut stanzas = String::new();
+    for id in ["leaked", "current"] {
+        stanzas.push_str(&ok(edgesort(&[
+            "ota",
+            "keygen",
+            "--id",
+            id,
+            "--expires",
+            "2099-01-01T00:00:00Z",
+            "--out",
+            &arg(&path(&format!("{id}.key"))),
+        ])));
+    }
+    std::fs::write(path("ota-keys.toml"), &stanzas).unwrap();
+    let (config, system) = box_config(dir.path(), &path("ota-keys.toml"));
+    let (config, system) = (arg(&config), arg(&system));
+    std::fs::create_dir_all(path("release/config")).unwrap();
+    std::fs::write(path("release/config/defaults.toml"), "# 1.1.0\n").unwrap();
+    let package = arg(&path("edgesort-1.1.0.esu"));
+
+    let packed = ok(edgesort(&[
+        "ota",
+        "pack",
+        "--from",
+        &arg(&path("release")),
+        "--version",
+        "1.1.0",
+        "--min-version",
+        "1.0.0",
+        "--board",
+        "orin-nano",
+        "--revoke",
+        "leaked",
+        "--out",
+        &package,
+    ]));
+
+    assert!(packed.contains("It revokes leaked"), "{packed}");
+    let by_revoked = edgesort(&["ota", "sign", &package, "--key", &arg(&path("leaked.key"))]);
+    assert_eq!(by_revoked.status.code(), Some(3), "{}", text(&by_revoked));
+    assert!(
+        text(&by_revoked).contains("the package revokes key leaked"),
+        "{}",
+        text(&by_revoked)
+    );
+    ok(edgesort(&[
+        "ota",
+        "sign",
+        &package,
+        "--key",
+        &arg(&path("current.key")),
+    ]));
+    let verified = ok(edgesort(&[
+        "ota", "verify", &package, "--config", &config, "--system", &system,
+    ]));
+    assert!(
+        verified.contains("signed by current") && verified.contains("Revokes keys: leaked"),
+        "{verified}"
+    );
+}
+
 /// Runs `script` with `sh -c` as the daemon's stand-in: uid and gid 65534
 /// (nobody), no supplementary groups, no capabilities. Its output.
 fn as_daemon_user(script: &str) -> Output {

@@ -139,6 +139,8 @@ impl TestBox {
                 min_version: Version::new(1, 0, 0),
                 boards: vec![BOARD.into()],
                 notes: String::new(),
+                created: std::time::SystemTime::now(),
+                revokes: Vec::new(),
             },
             out,
         )

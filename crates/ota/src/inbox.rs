@@ -63,16 +63,19 @@ impl OtaDir {
         Ok((path, file))
     }
 
-    /// Verifies the package received at `received` (signature, then every
-    /// payload) and moves it into the queue; a package that fails is
-    /// deleted and the error names why.
+    /// Verifies the package received at `received` (signature, judged by
+    /// the box's trust as the state records it, then every payload) and
+    /// moves it into the queue; a package that fails is deleted and the
+    /// error names why. The installer verifies it again, by root's state.
     pub fn enqueue(
         &self,
         received: &Path,
         keys: &TrustedKeys,
     ) -> Result<(PathBuf, VerifiedPackage), OtaError> {
-        let checked =
-            VerifiedPackage::open(received, keys, SystemTime::now()).and_then(|package| {
+        let checked = self
+            .trust(SystemTime::now())
+            .and_then(|trust| VerifiedPackage::open(received, keys, &trust))
+            .and_then(|package| {
                 package.check_payloads()?;
                 Ok(package)
             });
@@ -152,11 +155,12 @@ impl OtaDir {
         for package in self.queued()? {
             let (version, result) = match self.open_queued(&package) {
                 Ok(file) => {
+                    let trust = self.trust(SystemTime::now())?;
                     let version = file
                         .try_clone()
                         .ok()
                         .and_then(|file| {
-                            VerifiedPackage::from_file(file, &package, keys, SystemTime::now()).ok()
+                            VerifiedPackage::from_file(file, &package, keys, &trust).ok()
                         })
                         .map(|verified| verified.manifest.version);
                     (version, install(file, &package))

@@ -234,6 +234,13 @@ impl Installer<'_> {
     /// count), or below the box's version floor, is refused unless `force`
     /// gives a reason, which the history keeps. Any refusal leaves the
     /// running slot as it was. The file must be a plain file, not a link.
+    ///
+    /// Signatures are judged by the box's trust ([`State::trust`]): keys
+    /// revoked here are refused, and expiry is judged at the later of the
+    /// clock and the trusted time. The keys a verified package revokes are
+    /// recorded at once, whether or not it goes on to install: a revocation
+    /// is a security fix. The package's signing time raises the trusted
+    /// time when the box switches to it.
     pub fn install(&mut self, path: &Path, force: Option<&str>) -> Result<Outcome, OtaError> {
         self.install_file(edgesort_types::open_regular_file(path)?, path, force)
     }
@@ -248,8 +255,22 @@ impl Installer<'_> {
     ) -> Result<Outcome, OtaError> {
         let lock = self.ota.lock()?;
         let mut state = self.recover(&lock)?;
-        let package = VerifiedPackage::from_file(file, path, self.keys, SystemTime::now())?;
+        let trust = state.trust(SystemTime::now())?;
+        let package = VerifiedPackage::from_file(file, path, self.keys, &trust)?;
         let manifest = &package.manifest;
+        if state.revoke(&manifest.revokes) {
+            state.record(
+                "revoked",
+                &manifest.version,
+                format!(
+                    "signing keys {} revoked by the package signed by {} (manifest sha256 {})",
+                    manifest.revokes.join(", "),
+                    package.signer,
+                    package.manifest_sha256
+                ),
+            );
+            self.ota.write_state(&lock, &state)?;
+        }
         (self.progress)(&Event::Verified {
             version: manifest.version.clone(),
             signer: package.signer.clone(),
@@ -334,6 +355,8 @@ impl Installer<'_> {
         if let Some(forced) = forced {
             state.record("forced", &installed.version, forced);
         }
+        // Recorded with the switch: every payload has been checked by now.
+        state.raise_trusted_time(package.created)?;
         self.try_slot(&lock, state, installed, &slot_manifest)
     }
 

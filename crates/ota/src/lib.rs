@@ -21,7 +21,7 @@ pub use install::{
     CommandLine, DaemonHealth, EnginePreparer, Event, HealthCriteria, HealthEngine, HealthFrames,
     HealthStage, Installer, Line, Outcome, Verdict,
 };
-pub use keys::{SignatureEntry, Signatures, SigningKeyFile, TrustedKey, TrustedKeys};
+pub use keys::{SignatureEntry, Signatures, SigningKeyFile, Trust, TrustedKey, TrustedKeys};
 pub use manifest::{MANIFEST_FORMAT, Manifest, Payload, PayloadKind, slot_path_kind};
 pub use package::{
     MANIFEST_ENTRY, PAYLOAD_PREFIX, PackInfo, SIGNATURES_ENTRY, VerifiedPackage, pack, sign,
@@ -80,6 +80,59 @@ pub enum OtaError {
         key: String,
         /// Its expiry.
         expires: String,
+    },
+    /// The only valid signature is by a key past its expiry at the box's
+    /// trusted time, while the box's clock says it has not expired yet: the
+    /// box once accepted a package signed after the key expired, so the
+    /// clock is behind (an RTC reset to 1970, say).
+    #[error(
+        "signing key {key} expired at {expires}, before this box's trusted time {trusted_time} \
+         (the signing time of the newest package it accepted; its clock says {clock}, \
+         which is behind); the package must be signed with a current key"
+    )]
+    KeyExpiredAtTrustedTime {
+        /// The key.
+        key: String,
+        /// Its expiry.
+        expires: String,
+        /// The box's trusted time.
+        trusted_time: String,
+        /// The box's clock.
+        clock: String,
+    },
+    /// The only valid signature is by a key that had expired when the
+    /// package says it was made.
+    #[error(
+        "signing key {key} expired at {expires}, before the package was made at {created}: \
+         a key signs nothing after its expiry"
+    )]
+    SignedAfterExpiry {
+        /// The key.
+        key: String,
+        /// Its expiry.
+        expires: String,
+        /// The manifest's `created`.
+        created: String,
+    },
+    /// The only valid signature is by a key a package this box accepted
+    /// revoked.
+    #[error(
+        "signing key {key} was revoked on this box (by a signed package it accepted); \
+         the package must be signed with another key"
+    )]
+    KeyRevoked {
+        /// The key.
+        key: String,
+    },
+    /// The only valid signature is by a key the package itself revokes:
+    /// a revocation must be vouched for by a key it leaves standing.
+    #[error(
+        "the package revokes key {key}, so a signature by {key} does not count for it; \
+         it must be signed by a key it does not revoke"
+    )]
+    RevokesItsSigner {
+        /// The key.
+        key: String,
     },
     /// Signed by a key the image does not trust.
     #[error("signed by key {key}, which this box does not trust")]

@@ -17,7 +17,7 @@
 //! visible under its name only once it is complete and synced, so a power
 //! cut or a SIGKILL at any point leaves either the old state or the new.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
@@ -30,6 +30,7 @@ use edgesort_types::{BeneathError, Folder, sha256_file, sync_folder, write_atomi
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+use crate::keys::Trust;
 use crate::manifest::{PayloadKind, slot_path_kind};
 use crate::package::VerifiedPackage;
 use crate::versions::raised_floor;
@@ -188,6 +189,15 @@ pub struct State {
     pub floor: Version,
     /// A slot being tried, if any.
     pub trial: Option<Trial>,
+    /// Signing keys revoked by packages this box verified, by id. Ids are
+    /// only ever added: no rollback or later package takes one back.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub revoked_keys: BTreeSet<String>,
+    /// The box's trusted time, RFC 3339: the signing time (`created`) of
+    /// the newest package it switched to. It only rises, and key expiry is
+    /// judged at the later of it and the clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_time: Option<String>,
     /// Recent events, oldest first.
     pub history: Vec<HistoryEntry>,
 }
@@ -203,6 +213,48 @@ impl State {
         });
         let excess = self.history.len().saturating_sub(HISTORY);
         self.history.drain(..excess);
+    }
+
+    /// What this box judges signatures by at `clock`: its trusted time and
+    /// revoked keys.
+    pub fn trust(&self, clock: SystemTime) -> Result<Trust, OtaError> {
+        Ok(Trust {
+            clock,
+            trusted_time: self.trusted_time()?,
+            revoked: self.revoked_keys.clone(),
+        })
+    }
+
+    /// Records `keys` as revoked; whether any was new.
+    pub fn revoke(&mut self, keys: &[String]) -> bool {
+        let before = self.revoked_keys.len();
+        self.revoked_keys.extend(keys.iter().cloned());
+        self.revoked_keys.len() > before
+    }
+
+    /// Raises the trusted time to `signed_at` if that is later; it never
+    /// moves back.
+    pub fn raise_trusted_time(&mut self, signed_at: SystemTime) -> Result<(), OtaError> {
+        if self
+            .trusted_time()?
+            .is_none_or(|trusted| trusted < signed_at)
+        {
+            self.trusted_time = Some(humantime::format_rfc3339_seconds(signed_at).to_string());
+        }
+        Ok(())
+    }
+
+    fn trusted_time(&self) -> Result<Option<SystemTime>, OtaError> {
+        self.trusted_time
+            .as_deref()
+            .map(|text| {
+                humantime::parse_rfc3339(text).map_err(|error| {
+                    OtaError::Damaged(format!(
+                        "state.json: trusted_time {text:?} is not an RFC 3339 time: {error}"
+                    ))
+                })
+            })
+            .transpose()
     }
 
     /// The slot the daemon should run now.
@@ -563,7 +615,17 @@ impl OtaDir {
                 state.format
             )));
         }
+        state.trusted_time()?;
         Ok(Some(state))
+    }
+
+    /// What this box judges signatures by at `clock` (see [`State::trust`]);
+    /// by the clock alone before the first [`OtaDir::init`].
+    pub fn trust(&self, clock: SystemTime) -> Result<Trust, OtaError> {
+        match self.state()? {
+            Some(state) => state.trust(clock),
+            None => Ok(Trust::clock(clock)),
+        }
     }
 
     /// Replaces the state whole.
@@ -693,6 +755,8 @@ impl OtaDir {
                 previous: None,
                 floor: version.clone(),
                 trial: None,
+                revoked_keys: BTreeSet::new(),
+                trusted_time: None,
                 history: Vec::new(),
             };
             state.record(
