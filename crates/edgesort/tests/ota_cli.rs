@@ -478,17 +478,50 @@ fn issue_23_the_daemon_user_cannot_steer_what_root_runs_or_touches() {
         0
     );
 
-    // 4. Swap root's update folder for one of its own with a planted lock:
-    //    the daemon owns the data partition, so it can; root's tools refuse
-    //    the link and the file it points at is untouched.
+    // 4. Swap root's update folder for one of its own with a planted lock
+    //    and slots that lead to root's file: the daemon owns the data
+    //    partition, so it can. Root's tools refuse the folder, by its
+    //    owner, before they look inside; the file is untouched.
     let tried = as_daemon_user(&format!(
-        "mv {ota} {ota}.root && mkdir {ota} && ln -s {target} {ota}/lock",
+        "mv {ota} {ota}.root && mkdir -m 0755 {ota} && ln -s {target} {ota}/lock && ln -s {dir} {ota}/slots",
         ota = arg(&ota),
-        target = arg(&target)
+        target = arg(&target),
+        dir = arg(dir.path())
+    ));
+    assert!(tried.status.success(), "{}", text(&tried));
+    for command in ["recover", "status", "install-queued"] {
+        let refused = root(&["ota", command]);
+        assert!(!refused.status.success(), "{command}: {}", text(&refused));
+        assert!(
+            text(&refused).contains(&format!(
+                "refusing {}: owned by uid 65534 (mode 0755), not by root (uid 0)",
+                arg(&ota)
+            )),
+            "{command}: {}",
+            text(&refused)
+        );
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), b"root's bytes");
+
+    // 5. Or put a link to root's own folder in its place, to pass the owner
+    //    check and steer root by swapping the link later: refused as a link.
+    let tried = as_daemon_user(&format!(
+        "rm -r {ota} && ln -s {ota}.root {ota}",
+        ota = arg(&ota)
     ));
     assert!(tried.status.success(), "{}", text(&tried));
     let refused = root(&["ota", "recover"]);
     assert!(!refused.status.success(), "{}", text(&refused));
-    assert!(text(&refused).contains("lock"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains(&format!("{} is a symbolic link", arg(&ota))),
+        "{}",
+        text(&refused)
+    );
+
+    // Root puts its own back, and its tools work in it again.
+    std::fs::remove_file(&ota).unwrap();
+    std::fs::rename(data.join("ota.root"), &ota).unwrap();
+    let recovered = ok(root(&["ota", "recover"]));
+    assert!(recovered.contains("Committed: version"), "{recovered}");
     assert_eq!(std::fs::read(&target).unwrap(), b"root's bytes");
 }
