@@ -523,5 +523,23 @@ fn issue_23_the_daemon_user_cannot_steer_what_root_runs_or_touches() {
     std::fs::rename(data.join("ota.root"), &ota).unwrap();
     let recovered = ok(root(&["ota", "recover"]));
     assert!(recovered.contains("Committed: version"), "{recovered}");
+
+    // 6. Inside root's folder, a part that must be root's but is another
+    //    user's (as a tree chowned by hand would be) is refused, not used.
+    for part in ["state.json", "slots/a"] {
+        chown(&ota.join(part), 65534, 65534);
+        let refused = root(&["ota", "recover"]);
+        assert!(!refused.status.success(), "{part}: {}", text(&refused));
+        assert!(
+            text(&refused).contains(&format!(
+                "refusing {}: owned by uid 65534",
+                arg(&ota.join(part))
+            )),
+            "{part}: {}",
+            text(&refused)
+        );
+        chown(&ota.join(part), 0, 0);
+    }
+    ok(root(&["ota", "status"]));
     assert_eq!(std::fs::read(&target).unwrap(), b"root's bytes");
 }
