@@ -18,10 +18,11 @@ use std::time::SystemTime;
 use edgesort_types::{BeneathError, Folder, sync_folder};
 use semver::Version;
 
+use crate::folder::OtaDir;
 use crate::install::Outcome;
 use crate::keys::TrustedKeys;
 use crate::package::VerifiedPackage;
-use crate::slots::{OtaDir, State};
+use crate::state::State;
 use crate::{OtaError, io_error};
 
 /// A package larger than this is refused while it arrives.

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 use semver::Version;
 use serde::Deserialize;
 
+use crate::folder::OtaDir;
 use crate::keys::TrustedKeys;
 use crate::package::VerifiedPackage;
-use crate::slots::{InstallLock, Installed, OtaDir, SlotManifest, SlotName, State, Trial};
+use crate::slots::{InstallLock, SlotManifest, SlotName};
+use crate::state::{Installed, State, Trial};
 use crate::versions::{needs_force, older_than, raised_floor};
 use crate::{OtaError, now_rfc3339};
 

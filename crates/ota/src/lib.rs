@@ -5,6 +5,7 @@
 //! job; a package can carry an OS payload and the installer hands it over.
 //! See `docs/ota.md` for the format and the reasoning behind it.
 
+mod folder;
 mod inbox;
 mod install;
 mod keys;
@@ -12,10 +13,12 @@ mod manifest;
 mod package;
 mod priority;
 mod slots;
+mod state;
 mod versions;
 
 use std::path::PathBuf;
 
+pub use folder::OtaDir;
 pub use inbox::{Dequeued, MAX_PACKAGE_BYTES};
 pub use install::{
     CommandLine, DaemonHealth, EnginePreparer, Event, HealthCriteria, HealthEngine, HealthFrames,
@@ -28,9 +31,9 @@ pub use package::{
 };
 pub use priority::at_low_priority;
 pub use slots::{
-    FACTORY, FileRecord, HistoryEntry, InstallLock, Installed, OtaDir, Recovery, SLOT_MANIFEST,
-    SlotManifest, SlotName, State, Trial, hash_file,
+    FACTORY, FileRecord, InstallLock, Recovery, SLOT_MANIFEST, SlotManifest, SlotName, hash_file,
 };
+pub use state::{HistoryEntry, Installed, State, Trial};
 
 pub(crate) use slots::now_rfc3339;
 

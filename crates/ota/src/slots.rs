@@ -1,5 +1,5 @@
-//! The A/B slots on the data partition and the one file that says which
-//! of them is committed.
+//! The A/B slots on the data partition, and how root's tools change them
+//! and the state (`crate::state`) that says which of them is committed.
 //!
 //! ```text
 //! <ota dir>/state.json       committed slot and version, trial, history
@@ -8,8 +8,10 @@
 //! <ota dir>/lock             held by the installer for its whole run
 //! ```
 //!
-//! The lock is opened without following a link and never truncated before
-//! it is held: a `lock` planted as a link or a FIFO is refused by name.
+//! Every path here is reached through the update folder as
+//! [`OtaDir`] opened it (held open, for root's tools). The lock is opened
+//! without following a link and never truncated before it is held: a
+//! `lock` planted as a link or a FIFO is refused by name.
 //!
 //! `state.json` is the single truth and is only ever replaced whole
 //! (temp file, fsync, rename). The `current` link is derived from it and
@@ -20,26 +22,23 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use edgesort_types::{BeneathError, Folder, sha256_file, sync_folder, write_atomically};
+use edgesort_types::{sha256_file, sync_folder, write_atomically};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+use crate::folder::{OtaDir, refuse_unless_owned};
 use crate::keys::Trust;
 use crate::manifest::{PayloadKind, slot_path_kind};
 use crate::package::VerifiedPackage;
+use crate::state::{Installed, STATE_FORMAT, State};
 use crate::versions::raised_floor;
 use crate::{OtaError, io_error};
 
-/// The state layout this code reads and writes.
-const STATE_FORMAT: u32 = 1;
-/// History entries kept in the state file.
-const HISTORY: usize = 50;
 /// A slot's own record of its files.
 pub const SLOT_MANIFEST: &str = "slot.json";
 /// What a slot built from the image rather than a package records as its
@@ -132,139 +131,6 @@ impl SlotManifest {
     }
 }
 
-/// A slot and its version, as the state records it.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Installed {
-    /// The slot.
-    pub slot: SlotName,
-    /// Its version.
-    pub version: Version,
-    /// Its package's manifest digest, or [`FACTORY`].
-    pub package: String,
-}
-
-/// A slot switched to but not yet proven.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Trial {
-    /// What is on trial.
-    pub installed: Installed,
-    /// When the switch happened, RFC 3339.
-    pub switched_at: String,
-    /// The installer judging it.
-    pub installer_pid: u32,
-}
-
-/// Something that happened to the slots.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryEntry {
-    /// When, RFC 3339.
-    pub at: String,
-    /// `initialized`, `committed`, `rolled_back`, `forced`, `refused`.
-    pub event: String,
-    /// The version it concerns.
-    pub version: Version,
-    /// Why, in words.
-    pub detail: String,
-}
-
-/// `state.json`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct State {
-    /// [`STATE_FORMAT`].
-    pub format: u32,
-    /// The slot the box returns to whatever happens.
-    pub committed: Installed,
-    /// What was committed before it: the only version `rollback` goes to.
-    #[serde(default)]
-    pub previous: Option<Installed>,
-    /// The highest version ever committed here, by semver precedence. It
-    /// only rises: a rollback, manual or automatic, leaves it, and a
-    /// package below it needs `--force`. A state written before the floor
-    /// existed reads as its committed version.
-    #[serde(default = "no_floor")]
-    pub floor: Version,
-    /// A slot being tried, if any.
-    pub trial: Option<Trial>,
-    /// Signing keys revoked by packages this box verified, by id. Ids are
-    /// only ever added: no rollback or later package takes one back.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub revoked_keys: BTreeSet<String>,
-    /// The box's trusted time, RFC 3339: the signing time (`created`) of
-    /// the newest package it switched to. It only rises, and key expiry is
-    /// judged at the later of it and the clock.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trusted_time: Option<String>,
-    /// Recent events, oldest first.
-    pub history: Vec<HistoryEntry>,
-}
-
-impl State {
-    /// Appends to the history, keeping the newest entries.
-    pub fn record(&mut self, event: &str, version: &Version, detail: impl Into<String>) {
-        self.history.push(HistoryEntry {
-            at: now_rfc3339(),
-            event: event.to_owned(),
-            version: version.clone(),
-            detail: detail.into(),
-        });
-        let excess = self.history.len().saturating_sub(HISTORY);
-        self.history.drain(..excess);
-    }
-
-    /// What this box judges signatures by at `clock`: its trusted time and
-    /// revoked keys.
-    pub fn trust(&self, clock: SystemTime) -> Result<Trust, OtaError> {
-        Ok(Trust {
-            clock,
-            trusted_time: self.trusted_time()?,
-            revoked: self.revoked_keys.clone(),
-        })
-    }
-
-    /// Records `keys` as revoked; whether any was new.
-    pub fn revoke(&mut self, keys: &[String]) -> bool {
-        let before = self.revoked_keys.len();
-        self.revoked_keys.extend(keys.iter().cloned());
-        self.revoked_keys.len() > before
-    }
-
-    /// Raises the trusted time to `signed_at` if that is later; it never
-    /// moves back.
-    pub fn raise_trusted_time(&mut self, signed_at: SystemTime) -> Result<(), OtaError> {
-        if self
-            .trusted_time()?
-            .is_none_or(|trusted| trusted < signed_at)
-        {
-            self.trusted_time = Some(humantime::format_rfc3339_seconds(signed_at).to_string());
-        }
-        Ok(())
-    }
-
-    fn trusted_time(&self) -> Result<Option<SystemTime>, OtaError> {
-        self.trusted_time
-            .as_deref()
-            .map(|text| {
-                humantime::parse_rfc3339(text).map_err(|error| {
-                    OtaError::Damaged(format!(
-                        "state.json: trusted_time {text:?} is not an RFC 3339 time: {error}"
-                    ))
-                })
-            })
-            .transpose()
-    }
-
-    /// The slot the daemon should run now.
-    pub fn running(&self) -> SlotName {
-        self.trial
-            .as_ref()
-            .map_or(self.committed.slot, |trial| trial.installed.slot)
-    }
-}
-
 /// Held for the whole of an install, switch or recovery; released by the
 /// kernel when its process dies, so a killed installer never leaves it.
 pub struct InstallLock {
@@ -282,106 +148,11 @@ pub struct Recovery {
     pub trial_rolled_back: bool,
 }
 
-/// The update folder on the data partition.
-///
-/// Root's tools open it with [`OtaDir::open_as_owner`], which checks it is
-/// theirs alone and holds it open: every call then reaches the folder
-/// through that descriptor, so renaming it away and putting another in its
-/// place, which the daemon's user can do in the data partition it owns,
-/// does not redirect them. The daemon's side, which only reads and writes
-/// `incoming/`, uses [`OtaDir::unchecked`].
-#[derive(Clone, Debug)]
-pub struct OtaDir {
-    /// The folder's path: what messages name, and what the daemon and a
-    /// configuration's `.../current/...` reach it by.
-    root: PathBuf,
-    /// What this process's calls go through: `root` itself, or for a folder
-    /// held open, `/proc/<pid>/fd/<n>`, which the kernel resolves to the
-    /// folder that was opened whatever has since become of its name.
-    work: PathBuf,
-    /// The folder held open, for one opened with [`OtaDir::open_as_owner`].
-    pinned: Option<Arc<Pinned>>,
-}
-
-/// A folder held open and who must own what is in it.
-#[derive(Debug)]
-struct Pinned {
-    folder: Folder,
-    owner: u32,
-}
-
 impl OtaDir {
-    /// The folder at `root`, reached by its path at every call and made on
-    /// first use; nothing about it is checked. For the daemon's side, which
-    /// reads the state and slots and writes only `incoming/`; root's tools
-    /// use [`OtaDir::open_as_owner`].
-    pub fn unchecked(root: &Path) -> OtaDir {
-        OtaDir {
-            root: root.to_owned(),
-            work: root.to_owned(),
-            pinned: None,
-        }
-    }
-
-    /// The folder at `path` as root's tools must use it: made 0755 if
-    /// absent (relative to its parent, whose path is trusted as
-    /// configured), opened without following a link, refused unless it is
-    /// owned by the effective user (root on a box) and neither its group
-    /// nor others may write it, and then held open: every later call works
-    /// in the folder that was checked, whatever happens to its name.
-    pub fn open_as_owner(path: &Path) -> Result<OtaDir, OtaError> {
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(OtaError::Damaged(format!(
-                "{} does not name a folder inside another",
-                path.display()
-            )));
-        };
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        std::fs::create_dir_all(parent)
-            .map_err(io_error(format!("creating {}", parent.display())))?;
-        let folder = Folder::open_following(parent)?.create_folder(name, 0o755)?;
-        let metadata = folder.metadata()?;
-        let owner = effective_uid();
-        refuse_unless_owned(path, &metadata, owner)?;
-        let work = PathBuf::from(format!(
-            "/proc/{}/fd/{}",
-            std::process::id(),
-            folder.as_fd().as_raw_fd()
-        ));
-        // Without /proc the path above would not reach the folder; say so
-        // rather than work somewhere else.
-        let reached = std::fs::metadata(&work).map_err(io_error(format!(
-            "reaching {} through {} (is /proc mounted?)",
-            path.display(),
-            work.display()
-        )))?;
-        if (reached.dev(), reached.ino()) != (metadata.dev(), metadata.ino()) {
-            return Err(OtaError::Damaged(format!(
-                "{} does not lead to the folder {} that was opened",
-                work.display(),
-                path.display()
-            )));
-        }
-        Ok(OtaDir {
-            root: path.to_owned(),
-            work,
-            pinned: Some(Arc::new(Pinned { folder, owner })),
-        })
-    }
-
-    /// The folder's path.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The link to the slot the daemon runs, as the daemon and a
     /// configuration name it.
     pub fn current(&self) -> PathBuf {
-        self.root.join("current")
+        self.root().join("current")
     }
 
     /// `path` as it will be once the slot in `slot_dir` is current, when it
@@ -399,136 +170,19 @@ impl OtaDir {
     /// (`/proc/<pid>/fd/<n>/slots/a`, which a child process of the same
     /// user reaches too).
     pub fn slot_dir(&self, slot: SlotName) -> PathBuf {
-        self.work.join("slots").join(slot.as_str())
+        self.work().join("slots").join(slot.as_str())
     }
 
     fn staging_dir(&self, slot: SlotName) -> PathBuf {
-        self.work.join("slots").join(format!("{slot}.staging"))
+        self.work().join("slots").join(format!("{slot}.staging"))
     }
 
     fn trash_dir(&self, slot: SlotName) -> PathBuf {
-        self.work.join("slots").join(format!("{slot}.trash"))
+        self.work().join("slots").join(format!("{slot}.trash"))
     }
 
     fn state_path(&self) -> PathBuf {
-        self.work.join("state.json")
-    }
-
-    /// `text` with every path that goes through the folder held open named
-    /// by the folder's own path, as messages must name it.
-    pub(crate) fn shown(&self, text: &str) -> String {
-        if self.pinned.is_none() {
-            return text.to_owned();
-        }
-        let work = self.work.to_string_lossy();
-        let root = self.root.to_string_lossy();
-        // With its slash, `/proc/1/fd/5/` is never part of `/proc/1/fd/51/`.
-        let text = text.replace(&format!("{work}/"), &format!("{root}/"));
-        if text == work {
-            root.into_owned()
-        } else {
-            text
-        }
-    }
-
-    /// `error` with its paths named as [`OtaDir::shown`] names them.
-    /// Errors are made deep in helpers that take plain paths (`std::fs`,
-    /// the package's extraction, the engine builder), so the folder's
-    /// public calls rename the one prefix they can contain rather than
-    /// thread two names through each.
-    pub(crate) fn shown_error(&self, error: OtaError) -> OtaError {
-        if self.pinned.is_none() {
-            return error;
-        }
-        let show = |text: String| self.shown(&text);
-        match error {
-            OtaError::Io { what, source } => {
-                let text = source.to_string();
-                let source = if text.contains(&*self.work.to_string_lossy()) {
-                    std::io::Error::new(source.kind(), self.shown(&text))
-                } else {
-                    source
-                };
-                OtaError::Io {
-                    what: show(what),
-                    source,
-                }
-            }
-            OtaError::BadManifest(text) => OtaError::BadManifest(show(text)),
-            OtaError::UnexpectedEntry(text) => OtaError::UnexpectedEntry(show(text)),
-            OtaError::Truncated(text) => OtaError::Truncated(show(text)),
-            OtaError::Refused(text) => OtaError::Refused(show(text)),
-            OtaError::Engine(text) => OtaError::Engine(show(text)),
-            OtaError::Damaged(text) => OtaError::Damaged(show(text)),
-            other => other,
-        }
-    }
-
-    /// Runs `work`, naming the folder by its own path in any error.
-    fn named<T>(&self, work: impl FnOnce() -> Result<T, OtaError>) -> Result<T, OtaError> {
-        work().map_err(|error| self.shown_error(error))
-    }
-
-    /// The folder held open, for one opened with [`OtaDir::open_as_owner`].
-    pub(crate) fn pinned_folder(&self) -> Option<&Folder> {
-        self.pinned.as_ref().map(|pinned| &pinned.folder)
-    }
-
-    /// The folder, open: the one held open, or for an unchecked folder, the
-    /// one at its path, made if absent.
-    pub(crate) fn folder(&self) -> Result<Folder, OtaError> {
-        match self.pinned_folder() {
-            Some(folder) => Ok(folder.try_clone()?),
-            None => {
-                std::fs::create_dir_all(&self.root)
-                    .map_err(io_error(format!("creating {}", self.root.display())))?;
-                Ok(Folder::open(&self.root)?)
-            }
-        }
-    }
-
-    /// For a folder opened with [`OtaDir::open_as_owner`]: refuses the
-    /// entry at `path` (a path this process reaches) unless it is what it
-    /// must be (`folder` or not), not a link, owned by the folder's owner
-    /// and writable by nobody else. Inside a folder only its owner may
-    /// write, nobody else can have put it there; this keeps a tree chowned
-    /// or loosened by hand from being used as root's. Whether it exists.
-    fn check_owned(&self, path: &Path, folder: bool) -> Result<bool, OtaError> {
-        let Some(pinned) = &self.pinned else {
-            return Ok(path.exists());
-        };
-        let metadata = match std::fs::symlink_metadata(path) {
-            Ok(metadata) => metadata,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(source) => {
-                return Err(OtaError::Io {
-                    what: format!("reading {}", self.shown(&path.to_string_lossy())),
-                    source,
-                });
-            }
-        };
-        let shown = PathBuf::from(self.shown(&path.to_string_lossy()));
-        let kind = metadata.file_type();
-        let (is, wanted) = if folder {
-            (kind.is_dir(), "folder")
-        } else {
-            (kind.is_file(), "regular file")
-        };
-        if !is {
-            return Err(OtaError::OpenBeneath(BeneathError::Refused {
-                path: shown,
-                found: if kind.is_symlink() {
-                    "symbolic link"
-                } else if kind.is_dir() {
-                    "folder"
-                } else {
-                    "special file"
-                },
-                wanted,
-            }));
-        }
-        refuse_unless_owned(&shown, &metadata, pinned.owner)?;
-        Ok(true)
+        self.work().join("state.json")
     }
 
     /// Takes the lock, or says who holds it.
@@ -547,22 +201,22 @@ impl OtaDir {
         self.named(|| {
             let root = self.folder()?;
             let slots = root.create_folder("slots", 0o755)?;
-            if let Some(pinned) = &self.pinned {
-                refuse_unless_owned(slots.path(), &slots.metadata()?, pinned.owner)?;
+            if let Some(owner) = self.owner() {
+                refuse_unless_owned(slots.path(), &slots.metadata()?, owner)?;
             }
             // The daemon's user reads the slots that root writes here.
-            for folder in [&self.work, &self.work.join("slots")] {
-                set_mode(folder, 0o755)?;
+            for folder in [self.work().to_owned(), self.work().join("slots")] {
+                set_mode(&folder, 0o755)?;
             }
             let path = root.join("lock");
             // Never through a link, never a FIFO, and not truncated before it
             // is held: another installer's pid stays readable.
             let mut file = root.open_or_create("lock", 0o644)?;
-            if let Some(pinned) = &self.pinned {
+            if let Some(owner) = self.owner() {
                 let metadata = file
                     .metadata()
                     .map_err(io_error(format!("reading {}", path.display())))?;
-                refuse_unless_owned(&path, &metadata, pinned.owner)?;
+                refuse_unless_owned(&path, &metadata, owner)?;
             }
             // SAFETY: flock on a descriptor this function owns.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -640,7 +294,7 @@ impl OtaDir {
 
     /// The slot `current` points at, if it is a link to one.
     pub fn current_slot(&self) -> Option<SlotName> {
-        let target = std::fs::read_link(self.work.join("current")).ok()?;
+        let target = std::fs::read_link(self.work().join("current")).ok()?;
         [SlotName::A, SlotName::B]
             .into_iter()
             .find(|slot| target == Path::new("slots").join(slot.as_str()))
@@ -649,15 +303,15 @@ impl OtaDir {
     /// Points `current` at `slot` with one rename.
     pub fn point_current(&self, _lock: &InstallLock, slot: SlotName) -> Result<(), OtaError> {
         self.named(|| {
-            let next = self.work.join("current.next");
-            let current = self.work.join("current");
+            let next = self.work().join("current.next");
+            let current = self.work().join("current");
             let _ = std::fs::remove_file(&next);
             // Relative, so it holds by whichever path the folder is reached.
             std::os::unix::fs::symlink(Path::new("slots").join(slot.as_str()), &next)
                 .map_err(io_error(format!("linking {}", next.display())))?;
             std::fs::rename(&next, &current)
                 .map_err(io_error(format!("switching {}", current.display())))?;
-            sync_folder(&self.work).map_err(io_error(format!("syncing {}", self.work.display())))
+            sync_folder(self.work()).map_err(io_error(format!("syncing {}", self.work().display())))
         })
     }
 
@@ -901,8 +555,8 @@ impl OtaDir {
         self.discard(lock, slot)?;
         std::fs::rename(&staging, self.slot_dir(slot))
             .map_err(io_error(format!("renaming {}", staging.display())))?;
-        sync_folder(&self.work.join("slots"))
-            .map_err(io_error(format!("syncing {}", self.work.display())))
+        sync_folder(&self.work().join("slots"))
+            .map_err(io_error(format!("syncing {}", self.work().display())))
     }
 
     /// Removes a slot: renamed aside first, so a slot is either whole
@@ -916,8 +570,8 @@ impl OtaDir {
             }
             std::fs::rename(&folder, &trash)
                 .map_err(io_error(format!("moving {} aside", folder.display())))?;
-            sync_folder(&self.work.join("slots"))
-                .map_err(io_error(format!("syncing {}", self.work.display())))?;
+            sync_folder(&self.work().join("slots"))
+                .map_err(io_error(format!("syncing {}", self.work().display())))?;
         }
         if self.check_owned(&trash, true)? {
             std::fs::remove_dir_all(&trash)
@@ -939,54 +593,25 @@ impl OtaDir {
                 }
             }
         }
-        let _ = std::fs::remove_file(self.work.join("current.next"));
+        let _ = std::fs::remove_file(self.work().join("current.next"));
         Ok(repairs)
     }
 
     /// Free bytes on the data partition.
     pub fn free_bytes(&self) -> Result<u64, OtaError> {
-        let path = std::ffi::CString::new(self.work.as_os_str().as_encoded_bytes())
+        let path = std::ffi::CString::new(self.work().as_os_str().as_encoded_bytes())
             .map_err(|_| OtaError::Damaged("the OTA folder's path holds a NUL".into()))?;
         // SAFETY: statvfs writes into the zeroed struct it is given.
         let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
         if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
             return Err(OtaError::Io {
-                what: format!("measuring free space on {}", self.root.display()),
+                what: format!("measuring free space on {}", self.root().display()),
                 source: std::io::Error::last_os_error(),
             });
         }
         // Saturating: more free bytes than a u64 holds is plenty.
         Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
     }
-}
-
-/// Refuses what `metadata` describes, at `path`, unless `owner` owns it
-/// and neither its group nor others may write it.
-fn refuse_unless_owned(
-    path: &Path,
-    metadata: &std::fs::Metadata,
-    owner: u32,
-) -> Result<(), OtaError> {
-    if metadata.uid() != owner || metadata.mode() & 0o022 != 0 {
-        return Err(OtaError::Untrusted {
-            path: path.to_owned(),
-            owner: metadata.uid(),
-            mode: metadata.mode() & 0o7777,
-            expected_owner: owner,
-        });
-    }
-    Ok(())
-}
-
-fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// The floor of a state written before floors existed, raised to its
-/// committed version as it is read.
-fn no_floor() -> Version {
-    Version::new(0, 0, 0)
 }
 
 /// sha256 and length of a file.
