@@ -93,10 +93,12 @@ pub struct Updates {
 impl From<&OtaConfig> for Updates {
     fn from(ota: &OtaConfig) -> Updates {
         Updates {
-            ota: OtaDir::new(&ota.dir),
+            // The daemon's side: it reads the state and writes incoming/.
+            ota: OtaDir::unchecked(&ota.dir),
             trusted_keys: ota.trusted_keys.clone(),
-            // A reserve too large to count in bytes refuses every upload.
-            reserve_bytes: ota.reserve_mib.saturating_mul(1 << 20),
+            // Validation refuses a reserve too large to count in bytes; one
+            // that skipped it refuses every upload rather than none.
+            reserve_bytes: ota.reserve_bytes().unwrap_or(u64::MAX),
         }
     }
 }

@@ -41,6 +41,8 @@ fn package(dir: &Path, key: Option<&SigningKeyFile>) -> Vec<u8> {
             min_version: Version::new(1, 0, 0),
             boards: vec!["orin-nano".into()],
             notes: String::new(),
+            created: std::time::SystemTime::now(),
+            revokes: Vec::new(),
         },
         &out,
     )
@@ -87,7 +89,7 @@ fn an_uploaded_package_is_verified_then_queued_and_a_bad_one_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKeyFile::generate("release").unwrap();
     let line = Line::start(&configure(dir.path(), &key));
-    let ota = OtaDir::new(&line.config.engine.data_dir.join("ota"));
+    let ota = OtaDir::unchecked(&line.config.engine.data_dir.join("ota"));
     let signed = package(dir.path(), Some(&key));
 
     // A payload byte changed: refused by name, nothing kept.

@@ -13,8 +13,8 @@ use edgesort_engine::EngineBuilder;
 use edgesort_infer_tensorrt::TensorRtBuilder;
 use edgesort_ota::{
     CommandLine, DaemonHealth, EnginePreparer, Event, HealthCriteria, Installer, OtaDir, Outcome,
-    PackInfo, SigningKeyFile, SlotManifest, SlotName, TrustedKey, TrustedKeys, VerifiedPackage,
-    at_low_priority,
+    PackInfo, SigningKeyFile, SlotManifest, SlotName, Trust, TrustedKey, TrustedKeys,
+    VerifiedPackage, at_low_priority,
 };
 use edgesort_provision::{
     SystemFiles, engine_inputs, model_input, prepare_engine, probe, tract_reference, workspace_for,
@@ -59,6 +59,11 @@ pub enum OtaCommand {
         /// Release notes.
         #[arg(long, default_value = "")]
         notes: String,
+        /// A signing key to revoke, by id; repeat. A box that verifies the
+        /// package refuses the key's signatures from then on, and the
+        /// package must be signed by a key it does not revoke.
+        #[arg(long = "revoke", value_name = "KEY_ID")]
+        revokes: Vec<String>,
         /// The package file to write.
         #[arg(long)]
         out: PathBuf,
@@ -151,7 +156,7 @@ pub struct BoxArgs {
     keys: Option<PathBuf>,
 }
 
-/// What [`BoxArgs::load`] found.
+/// What [`BoxArgs::load`] found and opened.
 struct BoxSettings {
     /// The line's configuration, its data folder replaced by root's.
     config: Config,
@@ -162,19 +167,28 @@ struct BoxSettings {
 }
 
 impl BoxArgs {
-    fn load(&self) -> Result<BoxSettings> {
+    /// Root's settings and the trusted keys' file.
+    fn load_system(&self) -> Result<(SystemConfig, PathBuf)> {
         let system = SystemConfig::load(&self.system)
             .with_context(|| format!("loading {}", self.system.display()))?;
+        let keys = self
+            .keys
+            .clone()
+            .unwrap_or_else(|| system.ota.trusted_keys.clone());
+        Ok((system, keys))
+    }
+
+    /// Every setting, and the update folder opened as root's tools must
+    /// open it: checked to be root's alone and held open, so the daemon's
+    /// user cannot swap it for its own while root works in it.
+    fn load(&self) -> Result<BoxSettings> {
+        let (system, keys) = self.load_system()?;
         let mut config = Config::load(&self.config)
             .with_context(|| format!("loading {}", self.config.display()))?;
         // The daemon may rewrite edgesort.toml: what root writes (engines
         // for a new slot) goes where root's file says.
         config.engine.data_dir = system.data_dir.clone();
-        let ota = OtaDir::new(&system.ota.dir);
-        let keys = self
-            .keys
-            .clone()
-            .unwrap_or_else(|| system.ota.trusted_keys.clone());
+        let ota = OtaDir::open_as_owner(&system.ota.dir)?;
         Ok(BoxSettings {
             config,
             config_path: self.config.clone(),
@@ -194,6 +208,7 @@ pub fn run_ota_command(command: OtaCommand) -> Result<()> {
             min_version,
             boards,
             notes,
+            revokes,
             out,
         } => {
             let manifest = edgesort_ota::pack(
@@ -203,16 +218,25 @@ pub fn run_ota_command(command: OtaCommand) -> Result<()> {
                     min_version,
                     boards,
                     notes,
+                    created: SystemTime::now(),
+                    revokes,
                 },
                 &out,
             )?;
             println!(
-                "Packed {} payloads ({} bytes) as version {} into {} (unsigned: run `edgesort ota sign`).",
+                "Packed {} payloads ({} bytes) as version {} made {} into {} (unsigned: run `edgesort ota sign`).",
                 manifest.payloads.len(),
                 manifest.payload_bytes(),
                 manifest.version,
+                manifest.created,
                 out.display()
             );
+            if !manifest.revokes.is_empty() {
+                println!(
+                    "It revokes {}: sign it with a key it does not revoke.",
+                    manifest.revokes.join(", ")
+                );
+            }
             Ok(())
         }
         OtaCommand::Sign { package, key } => {
@@ -222,18 +246,31 @@ pub fn run_ota_command(command: OtaCommand) -> Result<()> {
             Ok(())
         }
         OtaCommand::Verify { package, box_args } => {
-            let keys = TrustedKeys::load(&box_args.load()?.keys)?;
-            let verified = VerifiedPackage::open(&package, &keys, SystemTime::now())?;
+            let (system, keys) = box_args.load_system()?;
+            let keys = TrustedKeys::load(&keys)?;
+            // Judged as this box would judge it: by its revoked keys and
+            // trusted time, once it has an update folder (opened as root's
+            // tools open it, never created here: verify writes nothing).
+            let trust = if system.ota.dir.exists() {
+                OtaDir::open_as_owner(&system.ota.dir)?.trust(SystemTime::now())?
+            } else {
+                Trust::clock(SystemTime::now())
+            };
+            let verified = VerifiedPackage::open(&package, &keys, &trust)?;
             verified.check_payloads()?;
             let manifest = &verified.manifest;
             println!(
-                "Version {} (onto {} or newer) for {}, signed by {}: {} payloads, every sha256 matches.",
+                "Version {} (onto {} or newer) for {}, made {}, signed by {}: {} payloads, every sha256 matches.",
                 manifest.version,
                 manifest.min_version,
                 manifest.boards.join(", "),
+                manifest.created,
                 verified.signer,
                 manifest.payloads.len()
             );
+            if !manifest.revokes.is_empty() {
+                println!("Revokes keys: {}", manifest.revokes.join(", "));
+            }
             for payload in &manifest.payloads {
                 println!(
                     "  {:<40} {:>12} bytes  {:?}",
@@ -658,6 +695,15 @@ fn status(verify: bool, json: bool, box_args: &BoxArgs) -> Result<()> {
         "Floor:     version {} (the highest ever committed; below it needs --force)",
         state.floor
     );
+    if let Some(trusted_time) = &state.trusted_time {
+        println!(
+            "Trusted:   {trusted_time} (the newest package's signing time; key expiry is judged no earlier)"
+        );
+    }
+    if !state.revoked_keys.is_empty() {
+        let revoked: Vec<&str> = state.revoked_keys.iter().map(String::as_str).collect();
+        println!("Revoked:   {}", revoked.join(", "));
+    }
     if let Some(trial) = &state.trial {
         println!(
             "On trial:  version {} in slot {}, switched at {} by installer pid {}",

@@ -280,6 +280,72 @@ fn a_release_is_keyed_packed_signed_verified_and_a_bad_one_refused_without_touch
     );
 }
 
+#[test]
+fn issue_23_a_release_can_revoke_a_key_and_is_signed_by_one_it_does_not_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let arg = |path: &Path| path.to_str().unwrap().to_owned();
+    let mut stanzas = String::new();
+    for id in ["leaked", "current"] {
+        stanzas.push_str(&ok(edgesort(&[
+            "ota",
+            "keygen",
+            "--id",
+            id,
+            "--expires",
+            "2099-01-01T00:00:00Z",
+            "--out",
+            &arg(&path(&format!("{id}.key"))),
+        ])));
+    }
+    std::fs::write(path("ota-keys.toml"), &stanzas).unwrap();
+    let (config, system) = box_config(dir.path(), &path("ota-keys.toml"));
+    let (config, system) = (arg(&config), arg(&system));
+    std::fs::create_dir_all(path("release/config")).unwrap();
+    std::fs::write(path("release/config/defaults.toml"), "# 1.1.0\n").unwrap();
+    let package = arg(&path("edgesort-1.1.0.esu"));
+
+    let packed = ok(edgesort(&[
+        "ota",
+        "pack",
+        "--from",
+        &arg(&path("release")),
+        "--version",
+        "1.1.0",
+        "--min-version",
+        "1.0.0",
+        "--board",
+        "orin-nano",
+        "--revoke",
+        "leaked",
+        "--out",
+        &package,
+    ]));
+
+    assert!(packed.contains("It revokes leaked"), "{packed}");
+    let by_revoked = edgesort(&["ota", "sign", &package, "--key", &arg(&path("leaked.key"))]);
+    assert_eq!(by_revoked.status.code(), Some(3), "{}", text(&by_revoked));
+    assert!(
+        text(&by_revoked).contains("the package revokes key leaked"),
+        "{}",
+        text(&by_revoked)
+    );
+    ok(edgesort(&[
+        "ota",
+        "sign",
+        &package,
+        "--key",
+        &arg(&path("current.key")),
+    ]));
+    let verified = ok(edgesort(&[
+        "ota", "verify", &package, "--config", &config, "--system", &system,
+    ]));
+    assert!(
+        verified.contains("signed by current") && verified.contains("Revokes keys: leaked"),
+        "{verified}"
+    );
+}
+
 /// Runs `script` with `sh -c` as the daemon's stand-in: uid and gid 65534
 /// (nobody), no supplementary groups, no capabilities. Its output.
 fn as_daemon_user(script: &str) -> Output {
@@ -428,17 +494,68 @@ fn issue_23_the_daemon_user_cannot_steer_what_root_runs_or_touches() {
         0
     );
 
-    // 4. Swap root's update folder for one of its own with a planted lock:
-    //    the daemon owns the data partition, so it can; root's tools refuse
-    //    the link and the file it points at is untouched.
+    // 4. Swap root's update folder for one of its own with a planted lock
+    //    and slots that lead to root's file: the daemon owns the data
+    //    partition, so it can. Root's tools refuse the folder, by its
+    //    owner, before they look inside; the file is untouched.
     let tried = as_daemon_user(&format!(
-        "mv {ota} {ota}.root && mkdir {ota} && ln -s {target} {ota}/lock",
+        "mv {ota} {ota}.root && mkdir -m 0755 {ota} && ln -s {target} {ota}/lock && ln -s {dir} {ota}/slots",
         ota = arg(&ota),
-        target = arg(&target)
+        target = arg(&target),
+        dir = arg(dir.path())
+    ));
+    assert!(tried.status.success(), "{}", text(&tried));
+    for command in ["recover", "status", "install-queued"] {
+        let refused = root(&["ota", command]);
+        assert!(!refused.status.success(), "{command}: {}", text(&refused));
+        assert!(
+            text(&refused).contains(&format!(
+                "refusing {}: owned by uid 65534 (mode 0755), not by root (uid 0)",
+                arg(&ota)
+            )),
+            "{command}: {}",
+            text(&refused)
+        );
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), b"root's bytes");
+
+    // 5. Or put a link to root's own folder in its place, to pass the owner
+    //    check and steer root by swapping the link later: refused as a link.
+    let tried = as_daemon_user(&format!(
+        "rm -r {ota} && ln -s {ota}.root {ota}",
+        ota = arg(&ota)
     ));
     assert!(tried.status.success(), "{}", text(&tried));
     let refused = root(&["ota", "recover"]);
     assert!(!refused.status.success(), "{}", text(&refused));
-    assert!(text(&refused).contains("lock"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains(&format!("{} is a symbolic link", arg(&ota))),
+        "{}",
+        text(&refused)
+    );
+
+    // Root puts its own back, and its tools work in it again.
+    std::fs::remove_file(&ota).unwrap();
+    std::fs::rename(data.join("ota.root"), &ota).unwrap();
+    let recovered = ok(root(&["ota", "recover"]));
+    assert!(recovered.contains("Committed: version"), "{recovered}");
+
+    // 6. Inside root's folder, a part that must be root's but is another
+    //    user's (as a tree chowned by hand would be) is refused, not used.
+    for part in ["state.json", "slots/a"] {
+        chown(&ota.join(part), 65534, 65534);
+        let refused = root(&["ota", "recover"]);
+        assert!(!refused.status.success(), "{part}: {}", text(&refused));
+        assert!(
+            text(&refused).contains(&format!(
+                "refusing {}: owned by uid 65534",
+                arg(&ota.join(part))
+            )),
+            "{part}: {}",
+            text(&refused)
+        );
+        chown(&ota.join(part), 0, 0);
+    }
+    ok(root(&["ota", "status"]));
     assert_eq!(std::fs::read(&target).unwrap(), b"root's bytes");
 }

@@ -64,7 +64,7 @@ impl TestBox {
         )
         .unwrap();
         std::fs::write(factory.join("config/defaults.toml"), "# release 1.0.0\n").unwrap();
-        let ota = OtaDir::new(&data.join("ota"));
+        let ota = OtaDir::open_as_owner(&data.join("ota")).unwrap();
         let lock = ota.lock().unwrap();
         ota.init(&lock, &factory, Version::new(1, 0, 0)).unwrap();
         drop(lock);
@@ -120,7 +120,7 @@ impl TestBox {
             .unwrap();
         TestBox {
             root: root.to_owned(),
-            ota: OtaDir::new(&root.join("data/ota")),
+            ota: OtaDir::open_as_owner(&root.join("data/ota")).unwrap(),
             config: root.join("edgesort.toml"),
             keys: toml::from_str(&std::fs::read_to_string(root.join("ota-keys.toml")).unwrap())
                 .unwrap(),
@@ -139,6 +139,8 @@ impl TestBox {
                 min_version: Version::new(1, 0, 0),
                 boards: vec![BOARD.into()],
                 notes: String::new(),
+                created: std::time::SystemTime::now(),
+                revokes: Vec::new(),
             },
             out,
         )

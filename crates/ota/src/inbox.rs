@@ -18,10 +18,11 @@ use std::time::SystemTime;
 use edgesort_types::{BeneathError, Folder, sync_folder};
 use semver::Version;
 
+use crate::folder::OtaDir;
 use crate::install::Outcome;
 use crate::keys::TrustedKeys;
 use crate::package::VerifiedPackage;
-use crate::slots::{OtaDir, State};
+use crate::state::State;
 use crate::{OtaError, io_error};
 
 /// A package larger than this is refused while it arrives.
@@ -63,16 +64,19 @@ impl OtaDir {
         Ok((path, file))
     }
 
-    /// Verifies the package received at `received` (signature, then every
-    /// payload) and moves it into the queue; a package that fails is
-    /// deleted and the error names why.
+    /// Verifies the package received at `received` (signature, judged by
+    /// the box's trust as the state records it, then every payload) and
+    /// moves it into the queue; a package that fails is deleted and the
+    /// error names why. The installer verifies it again, by root's state.
     pub fn enqueue(
         &self,
         received: &Path,
         keys: &TrustedKeys,
     ) -> Result<(PathBuf, VerifiedPackage), OtaError> {
-        let checked =
-            VerifiedPackage::open(received, keys, SystemTime::now()).and_then(|package| {
+        let checked = self
+            .trust(SystemTime::now())
+            .and_then(|trust| VerifiedPackage::open(received, keys, &trust))
+            .and_then(|package| {
                 package.check_payloads()?;
                 Ok(package)
             });
@@ -152,11 +156,12 @@ impl OtaDir {
         for package in self.queued()? {
             let (version, result) = match self.open_queued(&package) {
                 Ok(file) => {
+                    let trust = self.trust(SystemTime::now())?;
                     let version = file
                         .try_clone()
                         .ok()
                         .and_then(|file| {
-                            VerifiedPackage::from_file(file, &package, keys, SystemTime::now()).ok()
+                            VerifiedPackage::from_file(file, &package, keys, &trust).ok()
                         })
                         .map(|verified| verified.manifest.version);
                     (version, install(file, &package))
@@ -189,9 +194,7 @@ impl OtaDir {
         name: &str,
         body: &mut dyn Read,
     ) -> Result<(PathBuf, File), OtaError> {
-        std::fs::create_dir_all(self.root())
-            .map_err(io_error(format!("creating {}", self.root().display())))?;
-        let incoming = Folder::open(self.root())?.create_folder("incoming", 0o755)?;
+        let incoming = self.folder()?.create_folder("incoming", 0o755)?;
         let partial = format!("{name}.partial");
         let mut file = incoming.create_new(&partial, 0o600)?;
         let written = std::io::copy(&mut body.take(MAX_PACKAGE_BYTES + 1), &mut file)
@@ -220,7 +223,7 @@ impl OtaDir {
     /// Removes a download that [`OtaDir::receive_download`] kept, by name
     /// inside `incoming/`, never through a link.
     pub fn discard_download(&self, package: &Path) -> Result<(), OtaError> {
-        let incoming = Folder::open(self.root())?.folder("incoming")?;
+        let incoming = self.folder()?.folder("incoming")?;
         incoming.remove(entry_name(package))?;
         Ok(())
     }
@@ -235,7 +238,11 @@ impl OtaDir {
                 Err(error.into())
             }
         };
-        let incoming = match Folder::open(self.root()).and_then(|root| root.folder("incoming")) {
+        let root = match self.pinned_folder() {
+            Some(root) => root.try_clone(),
+            None => Folder::open(self.root()),
+        };
+        let incoming = match root.and_then(|root| root.folder("incoming")) {
             Ok(folder) => folder,
             Err(error) => return absent(error),
         };

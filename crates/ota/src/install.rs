@@ -10,9 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 use semver::Version;
 use serde::Deserialize;
 
+use crate::folder::OtaDir;
 use crate::keys::TrustedKeys;
 use crate::package::VerifiedPackage;
-use crate::slots::{InstallLock, Installed, OtaDir, SlotManifest, SlotName, State, Trial};
+use crate::slots::{InstallLock, SlotManifest, SlotName};
+use crate::state::{Installed, State, Trial};
 use crate::versions::{needs_force, older_than, raised_floor};
 use crate::{OtaError, now_rfc3339};
 
@@ -234,6 +236,13 @@ impl Installer<'_> {
     /// count), or below the box's version floor, is refused unless `force`
     /// gives a reason, which the history keeps. Any refusal leaves the
     /// running slot as it was. The file must be a plain file, not a link.
+    ///
+    /// Signatures are judged by the box's trust ([`State::trust`]): keys
+    /// revoked here are refused, and expiry is judged at the later of the
+    /// clock and the trusted time. The keys a verified package revokes are
+    /// recorded at once, whether or not it goes on to install: a revocation
+    /// is a security fix. The package's signing time raises the trusted
+    /// time when the box switches to it.
     pub fn install(&mut self, path: &Path, force: Option<&str>) -> Result<Outcome, OtaError> {
         self.install_file(edgesort_types::open_regular_file(path)?, path, force)
     }
@@ -248,8 +257,22 @@ impl Installer<'_> {
     ) -> Result<Outcome, OtaError> {
         let lock = self.ota.lock()?;
         let mut state = self.recover(&lock)?;
-        let package = VerifiedPackage::from_file(file, path, self.keys, SystemTime::now())?;
+        let trust = state.trust(SystemTime::now())?;
+        let package = VerifiedPackage::from_file(file, path, self.keys, &trust)?;
         let manifest = &package.manifest;
+        if state.revoke(&manifest.revokes) {
+            state.record(
+                "revoked",
+                &manifest.version,
+                format!(
+                    "signing keys {} revoked by the package signed by {} (manifest sha256 {})",
+                    manifest.revokes.join(", "),
+                    package.signer,
+                    package.manifest_sha256
+                ),
+            );
+            self.ota.write_state(&lock, &state)?;
+        }
         (self.progress)(&Event::Verified {
             version: manifest.version.clone(),
             signer: package.signer.clone(),
@@ -317,12 +340,13 @@ impl Installer<'_> {
             let report = self
                 .engine
                 .prepare(&self.ota.slot_dir(slot), &slot_manifest)
-                .map_err(OtaError::Engine)?;
+                .map_err(|error| OtaError::Engine(self.ota.shown(&error)))?;
             (self.progress)(&Event::EngineReady(report));
         }
         for payload in slot_manifest.os_payloads() {
             let file = self.ota.slot_dir(slot).join(payload);
-            hand_to_os_updater(&self.os_update_command, &file)?;
+            hand_to_os_updater(&self.os_update_command, &file)
+                .map_err(|error| self.ota.shown_error(error))?;
             (self.progress)(&Event::OsHandedOff(payload.clone()));
         }
         let installed = Installed {
@@ -333,6 +357,8 @@ impl Installer<'_> {
         if let Some(forced) = forced {
             state.record("forced", &installed.version, forced);
         }
+        // Recorded with the switch: every payload has been checked by now.
+        state.raise_trusted_time(package.created)?;
         self.try_slot(&lock, state, installed, &slot_manifest)
     }
 

@@ -2,6 +2,7 @@
 //! sha256 of every payload. The manifest's exact bytes are what is signed.
 
 use std::path::{Component, Path};
+use std::time::SystemTime;
 
 use semver::Version;
 use serde::{Deserialize, Serialize};
@@ -76,11 +77,20 @@ pub struct Manifest {
     pub min_version: Version,
     /// Boards it is for (`orin-nano`, `orin-nx`, `agx-orin`, ...).
     pub boards: Vec<String>,
-    /// When it was packed, RFC 3339.
+    /// When it was packed, RFC 3339. Signed like the rest: a box that
+    /// accepts the package knows the time is at least this (its trusted
+    /// time), and a key that had expired by then cannot have signed it.
     pub created: String,
     /// Release notes for the technician.
     #[serde(default)]
     pub notes: String,
+    /// Signing keys this package revokes, by id. A box that verifies the
+    /// package records them and refuses their signatures from then on;
+    /// their signatures do not count for this package itself. Left out of
+    /// the manifest when empty, so packages without revocations read as
+    /// before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revokes: Vec<String>,
     /// Its files.
     pub payloads: Vec<Payload>,
 }
@@ -122,6 +132,18 @@ impl Manifest {
                 "min_version {} is newer than the version {} itself",
                 self.min_version, self.version
             ));
+        }
+        if let Err(error) = self.created_time() {
+            return bad(error.to_string());
+        }
+        let mut revoked = std::collections::HashSet::new();
+        for key in &self.revokes {
+            if key.trim().is_empty() {
+                return bad("revokes lists an empty key id".into());
+            }
+            if !revoked.insert(key) {
+                return bad(format!("revokes lists key {key} twice"));
+            }
         }
         if self.boards.is_empty() || self.boards.iter().any(|board| board.trim().is_empty()) {
             return bad("boards must name at least one board, none empty".into());
@@ -168,6 +190,17 @@ impl Manifest {
             ));
         }
         Ok(())
+    }
+
+    /// When the package was made: `created`, which must be an RFC 3339
+    /// time in UTC (`2026-11-29T06:00:00Z`, as `pack` writes it).
+    pub fn created_time(&self) -> Result<SystemTime, OtaError> {
+        humantime::parse_rfc3339(&self.created).map_err(|error| {
+            OtaError::BadManifest(format!(
+                "created {:?} is not an RFC 3339 time in UTC: {error}",
+                self.created
+            ))
+        })
     }
 
     /// The payload of `kind` under `path`, if the package carries it.
@@ -250,6 +283,7 @@ mod tests {
             boards: vec!["orin-nano".into()],
             created: "2026-11-29T00:00:00Z".into(),
             notes: String::new(),
+            revokes: Vec::new(),
             payloads: vec![Payload {
                 path: "model/detector.onnx".into(),
                 kind: PayloadKind::Model,
@@ -301,6 +335,30 @@ mod tests {
         let mut manifest = manifest();
         manifest.min_version = Version::new(2, 0, 0);
         assert!(Manifest::parse(&manifest.to_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_manifest_without_revocations_has_the_bytes_it_had_before_they_existed() {
+        let text = String::from_utf8(manifest().to_bytes()).unwrap();
+        assert!(!text.contains("revokes"), "{text}");
+        let mut revoking = manifest();
+        revoking.revokes = vec!["release-2024".into()];
+        assert_eq!(Manifest::parse(&revoking.to_bytes()).unwrap(), revoking);
+    }
+
+    #[test]
+    fn a_creation_time_that_is_not_rfc_3339_and_repeated_revocations_are_refused() {
+        let mut manifest = manifest();
+        manifest.created = "29/11/2026".into();
+        let error = Manifest::parse(&manifest.to_bytes()).unwrap_err();
+        assert!(
+            error.to_string().contains("created \"29/11/2026\""),
+            "{error}"
+        );
+        manifest.created = "2026-11-29T00:00:00Z".into();
+        manifest.revokes = vec!["old".into(), "old".into()];
+        let error = Manifest::parse(&manifest.to_bytes()).unwrap_err();
+        assert!(error.to_string().contains("key old twice"), "{error}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use edgesort_types::open_regular_file;
 use semver::Version;
 use sha2::{Digest, Sha256};
 
-use crate::keys::{Signatures, SigningKeyFile, TrustedKey, TrustedKeys};
+use crate::keys::{Signatures, SigningKeyFile, Trust, TrustedKey, TrustedKeys};
 use crate::manifest::{MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest, Payload, slot_path_kind};
 use crate::{OtaError, io_error};
 
@@ -39,6 +39,12 @@ pub struct PackInfo {
     pub boards: Vec<String>,
     /// Release notes.
     pub notes: String,
+    /// When it is made (the manifest's `created`, signed): the time a box
+    /// that accepts it trusts to have passed. `edgesort ota pack` gives the
+    /// clock's time.
+    pub created: SystemTime,
+    /// Signing keys it revokes, by id.
+    pub revokes: Vec<String>,
 }
 
 /// Packs the files under `source` (laid out as in a slot: `bin/`,
@@ -75,8 +81,9 @@ pub fn pack(source: &Path, info: PackInfo, out: &Path) -> Result<Manifest, OtaEr
         version: info.version,
         min_version: info.min_version,
         boards: info.boards,
-        created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        created: humantime::format_rfc3339_seconds(info.created).to_string(),
         notes: info.notes,
+        revokes: info.revokes,
         payloads,
     };
     let manifest_bytes = manifest.to_bytes();
@@ -94,11 +101,17 @@ pub fn pack(source: &Path, info: PackInfo, out: &Path) -> Result<Manifest, OtaEr
 }
 
 /// Adds a signature by `key` to the package at `path` (replacing one by
-/// the same key), rewriting it atomically.
+/// the same key), rewriting it atomically. A key the package revokes is
+/// refused: its signature would not count.
 pub fn sign(path: &Path, key: &SigningKeyFile) -> Result<(), OtaError> {
     let package = open_regular_file(path)?;
     let (manifest_bytes, mut signatures) = read_head(&package, path)?;
     let manifest = Manifest::parse(&manifest_bytes)?;
+    if manifest.revokes.contains(&key.id) {
+        return Err(OtaError::RevokesItsSigner {
+            key: key.id.clone(),
+        });
+    }
     signatures
         .signatures
         .retain(|signature| signature.key_id != key.id);
@@ -143,15 +156,18 @@ pub struct VerifiedPackage {
     pub manifest_sha256: String,
     /// The key that vouched for it.
     pub signer: String,
+    /// When it was made: the manifest's `created`.
+    pub created: SystemTime,
 }
 
 impl VerifiedPackage {
     /// Reads the manifest and its signatures and checks them against
-    /// `keys` as of `now`. Nothing past the signatures is read. The file
-    /// must be a plain file: a link in the last component or a FIFO is
-    /// refused by name, at once.
-    pub fn open(path: &Path, keys: &TrustedKeys, now: SystemTime) -> Result<Self, OtaError> {
-        Self::from_file(open_regular_file(path)?, path, keys, now)
+    /// `keys` and what the box holds against signatures (`trust`: its
+    /// clock, trusted time and revoked keys). Nothing past the signatures
+    /// is read. The file must be a plain file: a link in the last component
+    /// or a FIFO is refused by name, at once.
+    pub fn open(path: &Path, keys: &TrustedKeys, trust: &Trust) -> Result<Self, OtaError> {
+        Self::from_file(open_regular_file(path)?, path, keys, trust)
     }
 
     /// [`VerifiedPackage::open`] for a package file already open (as
@@ -161,16 +177,22 @@ impl VerifiedPackage {
         file: File,
         path: &Path,
         keys: &TrustedKeys,
-        now: SystemTime,
+        trust: &Trust,
     ) -> Result<Self, OtaError> {
         let (manifest_bytes, signatures) = read_head(&file, path)?;
-        let signer: &TrustedKey = keys.verify(&manifest_bytes, &signatures, now)?;
+        // The signatures are checked before the manifest is parsed; which
+        // of them count depends on what the signed manifest says (when it
+        // was made, which keys it revokes).
+        let signers = keys.signers(&manifest_bytes, &signatures)?;
         let manifest = Manifest::parse(&manifest_bytes)?;
+        let created = manifest.created_time()?;
+        let signer: &TrustedKey = signers.accept(trust, created, &manifest.revokes)?;
         Ok(VerifiedPackage {
             path: path.to_owned(),
             file,
             manifest_sha256: hex::encode(Sha256::digest(&manifest_bytes)),
             signer: signer.id.clone(),
+            created,
             manifest_bytes,
             manifest,
         })

@@ -1,5 +1,5 @@
-//! The A/B slots on the data partition and the one file that says which
-//! of them is committed.
+//! The A/B slots on the data partition, and how root's tools change them
+//! and the state (`crate::state`) that says which of them is committed.
 //!
 //! ```text
 //! <ota dir>/state.json       committed slot and version, trial, history
@@ -8,8 +8,10 @@
 //! <ota dir>/lock             held by the installer for its whole run
 //! ```
 //!
-//! The lock is opened without following a link and never truncated before
-//! it is held: a `lock` planted as a link or a FIFO is refused by name.
+//! Every path here is reached through the update folder as
+//! [`OtaDir`] opened it (held open, for root's tools). The lock is opened
+//! without following a link and never truncated before it is held: a
+//! `lock` planted as a link or a FIFO is refused by name.
 //!
 //! `state.json` is the single truth and is only ever replaced whole
 //! (temp file, fsync, rename). The `current` link is derived from it and
@@ -17,7 +19,7 @@
 //! visible under its name only once it is complete and synced, so a power
 //! cut or a SIGKILL at any point leaves either the old state or the new.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -25,19 +27,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use edgesort_types::{Folder, sha256_file, sync_folder, write_atomically};
+use edgesort_types::{sha256_file, sync_folder, write_atomically};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+use crate::folder::{OtaDir, refuse_unless_owned};
+use crate::keys::Trust;
 use crate::manifest::{PayloadKind, slot_path_kind};
 use crate::package::VerifiedPackage;
+use crate::state::{Installed, STATE_FORMAT, State};
 use crate::versions::raised_floor;
 use crate::{OtaError, io_error};
 
-/// The state layout this code reads and writes.
-const STATE_FORMAT: u32 = 1;
-/// History entries kept in the state file.
-const HISTORY: usize = 50;
 /// A slot's own record of its files.
 pub const SLOT_MANIFEST: &str = "slot.json";
 /// What a slot built from the image rather than a package records as its
@@ -130,88 +131,6 @@ impl SlotManifest {
     }
 }
 
-/// A slot and its version, as the state records it.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Installed {
-    /// The slot.
-    pub slot: SlotName,
-    /// Its version.
-    pub version: Version,
-    /// Its package's manifest digest, or [`FACTORY`].
-    pub package: String,
-}
-
-/// A slot switched to but not yet proven.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Trial {
-    /// What is on trial.
-    pub installed: Installed,
-    /// When the switch happened, RFC 3339.
-    pub switched_at: String,
-    /// The installer judging it.
-    pub installer_pid: u32,
-}
-
-/// Something that happened to the slots.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryEntry {
-    /// When, RFC 3339.
-    pub at: String,
-    /// `initialized`, `committed`, `rolled_back`, `forced`, `refused`.
-    pub event: String,
-    /// The version it concerns.
-    pub version: Version,
-    /// Why, in words.
-    pub detail: String,
-}
-
-/// `state.json`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct State {
-    /// [`STATE_FORMAT`].
-    pub format: u32,
-    /// The slot the box returns to whatever happens.
-    pub committed: Installed,
-    /// What was committed before it: the only version `rollback` goes to.
-    #[serde(default)]
-    pub previous: Option<Installed>,
-    /// The highest version ever committed here, by semver precedence. It
-    /// only rises: a rollback, manual or automatic, leaves it, and a
-    /// package below it needs `--force`. A state written before the floor
-    /// existed reads as its committed version.
-    #[serde(default = "no_floor")]
-    pub floor: Version,
-    /// A slot being tried, if any.
-    pub trial: Option<Trial>,
-    /// Recent events, oldest first.
-    pub history: Vec<HistoryEntry>,
-}
-
-impl State {
-    /// Appends to the history, keeping the newest entries.
-    pub fn record(&mut self, event: &str, version: &Version, detail: impl Into<String>) {
-        self.history.push(HistoryEntry {
-            at: now_rfc3339(),
-            event: event.to_owned(),
-            version: version.clone(),
-            detail: detail.into(),
-        });
-        let excess = self.history.len().saturating_sub(HISTORY);
-        self.history.drain(..excess);
-    }
-
-    /// The slot the daemon should run now.
-    pub fn running(&self) -> SlotName {
-        self.trial
-            .as_ref()
-            .map_or(self.committed.slot, |trial| trial.installed.slot)
-    }
-}
-
 /// Held for the whole of an install, switch or recovery; released by the
 /// kernel when its process dies, so a killed installer never leaves it.
 pub struct InstallLock {
@@ -229,28 +148,11 @@ pub struct Recovery {
     pub trial_rolled_back: bool,
 }
 
-/// The update folder on the data partition.
-#[derive(Clone, Debug)]
-pub struct OtaDir {
-    root: PathBuf,
-}
-
 impl OtaDir {
-    /// The folder `root` (created on first use).
-    pub fn new(root: &Path) -> OtaDir {
-        OtaDir {
-            root: root.to_owned(),
-        }
-    }
-
-    /// The folder.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The link to the slot the daemon runs.
+    /// The link to the slot the daemon runs, as the daemon and a
+    /// configuration name it.
     pub fn current(&self) -> PathBuf {
-        self.root.join("current")
+        self.root().join("current")
     }
 
     /// `path` as it will be once the slot in `slot_dir` is current, when it
@@ -263,21 +165,24 @@ impl OtaDir {
         }
     }
 
-    /// A slot's folder.
+    /// A slot's folder as this process reaches it: through the folder held
+    /// open, for one opened with [`OtaDir::open_as_owner`]
+    /// (`/proc/<pid>/fd/<n>/slots/a`, which a child process of the same
+    /// user reaches too).
     pub fn slot_dir(&self, slot: SlotName) -> PathBuf {
-        self.root.join("slots").join(slot.as_str())
+        self.work().join("slots").join(slot.as_str())
     }
 
     fn staging_dir(&self, slot: SlotName) -> PathBuf {
-        self.root.join("slots").join(format!("{slot}.staging"))
+        self.work().join("slots").join(format!("{slot}.staging"))
     }
 
     fn trash_dir(&self, slot: SlotName) -> PathBuf {
-        self.root.join("slots").join(format!("{slot}.trash"))
+        self.work().join("slots").join(format!("{slot}.trash"))
     }
 
     fn state_path(&self) -> PathBuf {
-        self.root.join("state.json")
+        self.work().join("state.json")
     }
 
     /// Takes the lock, or says who holds it.
@@ -293,40 +198,57 @@ impl OtaDir {
 
     /// The lock, or what its holder wrote in it.
     fn take_lock(&self) -> Result<Result<InstallLock, String>, OtaError> {
-        let slots = self.root.join("slots");
-        std::fs::create_dir_all(&slots)
-            .map_err(io_error(format!("creating {}", self.root.display())))?;
-        // The daemon's user reads the slots that root writes here.
-        for folder in [&self.root, &slots] {
-            set_mode(folder, 0o755)?;
-        }
-        let path = self.root.join("lock");
-        // Never through a link, never a FIFO, and not truncated before it
-        // is held: another installer's pid stays readable.
-        let mut file = Folder::open(&self.root)?.open_or_create("lock", 0o644)?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let error = std::io::Error::last_os_error();
-            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let mut holder = String::new();
-                let _ = (&mut file).take(256).read_to_string(&mut holder);
-                return Ok(Err(holder));
+        self.named(|| {
+            let root = self.folder()?;
+            let slots = root.create_folder("slots", 0o755)?;
+            if let Some(owner) = self.owner() {
+                refuse_unless_owned(slots.path(), &slots.metadata()?, owner)?;
             }
-            return Err(OtaError::Io {
-                what: format!("locking {}", path.display()),
-                source: error,
-            });
-        }
-        let holder = format!("pid {}", std::process::id());
-        let _ = file
-            .set_len(0)
-            .and_then(|()| file.write_all(holder.as_bytes()));
-        Ok(Ok(InstallLock { _file: file }))
+            // The daemon's user reads the slots that root writes here.
+            for folder in [self.work().to_owned(), self.work().join("slots")] {
+                set_mode(&folder, 0o755)?;
+            }
+            let path = root.join("lock");
+            // Never through a link, never a FIFO, and not truncated before it
+            // is held: another installer's pid stays readable.
+            let mut file = root.open_or_create("lock", 0o644)?;
+            if let Some(owner) = self.owner() {
+                let metadata = file
+                    .metadata()
+                    .map_err(io_error(format!("reading {}", path.display())))?;
+                refuse_unless_owned(&path, &metadata, owner)?;
+            }
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let error = std::io::Error::last_os_error();
+                if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    let mut holder = String::new();
+                    let _ = (&mut file).take(256).read_to_string(&mut holder);
+                    return Ok(Err(holder));
+                }
+                return Err(OtaError::Io {
+                    what: format!("locking {}", path.display()),
+                    source: error,
+                });
+            }
+            let holder = format!("pid {}", std::process::id());
+            let _ = file
+                .set_len(0)
+                .and_then(|()| file.write_all(holder.as_bytes()));
+            Ok(Ok(InstallLock { _file: file }))
+        })
     }
 
     /// The state, or `None` before the first [`OtaDir::init`].
     pub fn state(&self) -> Result<Option<State>, OtaError> {
+        self.named(|| self.read_state())
+    }
+
+    fn read_state(&self) -> Result<Option<State>, OtaError> {
         let path = self.state_path();
+        if !self.check_owned(&path, false)? {
+            return Ok(None);
+        }
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -347,20 +269,32 @@ impl OtaDir {
                 state.format
             )));
         }
+        state.trusted_time()?;
         Ok(Some(state))
+    }
+
+    /// What this box judges signatures by at `clock` (see [`State::trust`]);
+    /// by the clock alone before the first [`OtaDir::init`].
+    pub fn trust(&self, clock: SystemTime) -> Result<Trust, OtaError> {
+        match self.state()? {
+            Some(state) => state.trust(clock),
+            None => Ok(Trust::clock(clock)),
+        }
     }
 
     /// Replaces the state whole.
     pub fn write_state(&self, _lock: &InstallLock, state: &State) -> Result<(), OtaError> {
         let mut bytes = serde_json::to_vec_pretty(state).expect("state serializes");
         bytes.push(b'\n');
-        write_atomically(&self.state_path(), &bytes)
-            .map_err(io_error(format!("writing {}", self.state_path().display())))
+        self.named(|| {
+            write_atomically(&self.state_path(), &bytes)
+                .map_err(io_error(format!("writing {}", self.state_path().display())))
+        })
     }
 
     /// The slot `current` points at, if it is a link to one.
     pub fn current_slot(&self) -> Option<SlotName> {
-        let target = std::fs::read_link(self.current()).ok()?;
+        let target = std::fs::read_link(self.work().join("current")).ok()?;
         [SlotName::A, SlotName::B]
             .into_iter()
             .find(|slot| target == Path::new("slots").join(slot.as_str()))
@@ -368,55 +302,65 @@ impl OtaDir {
 
     /// Points `current` at `slot` with one rename.
     pub fn point_current(&self, _lock: &InstallLock, slot: SlotName) -> Result<(), OtaError> {
-        let next = self.root.join("current.next");
-        let _ = std::fs::remove_file(&next);
-        std::os::unix::fs::symlink(Path::new("slots").join(slot.as_str()), &next)
-            .map_err(io_error(format!("linking {}", next.display())))?;
-        std::fs::rename(&next, self.current())
-            .map_err(io_error(format!("switching {}", self.current().display())))?;
-        sync_folder(&self.root).map_err(io_error(format!("syncing {}", self.root.display())))
+        self.named(|| {
+            let next = self.work().join("current.next");
+            let current = self.work().join("current");
+            let _ = std::fs::remove_file(&next);
+            // Relative, so it holds by whichever path the folder is reached.
+            std::os::unix::fs::symlink(Path::new("slots").join(slot.as_str()), &next)
+                .map_err(io_error(format!("linking {}", next.display())))?;
+            std::fs::rename(&next, &current)
+                .map_err(io_error(format!("switching {}", current.display())))?;
+            sync_folder(self.work()).map_err(io_error(format!("syncing {}", self.work().display())))
+        })
     }
 
     /// Reads a slot's `slot.json`.
     pub fn slot_manifest(&self, slot: SlotName) -> Result<SlotManifest, OtaError> {
-        let path = self.slot_dir(slot).join(SLOT_MANIFEST);
-        let bytes = std::fs::read(&path).map_err(|error| {
-            OtaError::Damaged(format!(
-                "slot {slot} is not complete: {}: {error}",
-                path.display()
-            ))
-        })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|error| OtaError::Damaged(format!("{}: {error}", path.display())))
+        self.named(|| {
+            let folder = self.slot_dir(slot);
+            self.check_owned(&folder, true)?;
+            let path = folder.join(SLOT_MANIFEST);
+            let bytes = std::fs::read(&path).map_err(|error| {
+                OtaError::Damaged(format!(
+                    "slot {slot} is not complete: {}: {error}",
+                    path.display()
+                ))
+            })?;
+            serde_json::from_slice(&bytes)
+                .map_err(|error| OtaError::Damaged(format!("{}: {error}", path.display())))
+        })
     }
 
     /// Re-reads every file of a slot and checks it against `slot.json`:
     /// nothing missing, changed, added, or a link.
     pub fn verify_slot(&self, slot: SlotName) -> Result<SlotManifest, OtaError> {
-        let manifest = self.slot_manifest(slot)?;
-        let folder = self.slot_dir(slot);
-        let mut found = Vec::new();
-        list_plain_files(&folder, &folder, &mut found)?;
-        for path in &found {
-            if path != SLOT_MANIFEST && !manifest.files.contains_key(path) {
-                return Err(OtaError::Damaged(format!(
-                    "slot {slot} holds {path}, which its slot.json does not list"
-                )));
+        self.named(|| {
+            let manifest = self.slot_manifest(slot)?;
+            let folder = self.slot_dir(slot);
+            let mut found = Vec::new();
+            list_plain_files(&folder, &folder, &mut found)?;
+            for path in &found {
+                if path != SLOT_MANIFEST && !manifest.files.contains_key(path) {
+                    return Err(OtaError::Damaged(format!(
+                        "slot {slot} holds {path}, which its slot.json does not list"
+                    )));
+                }
             }
-        }
-        for (path, record) in &manifest.files {
-            let file = folder.join(path);
-            let (sha256, size) = hash_file(&file)
-                .map_err(|error| OtaError::Damaged(format!("slot {slot}: {path}: {error}")))?;
-            if sha256 != record.sha256 || size != record.size {
-                return Err(OtaError::Damaged(format!(
-                    "slot {slot}: {path} has changed on disk ({size} bytes, sha256 {sha256}; \
-                     recorded {} bytes, {})",
-                    record.size, record.sha256
-                )));
+            for (path, record) in &manifest.files {
+                let file = folder.join(path);
+                let (sha256, size) = hash_file(&file)
+                    .map_err(|error| OtaError::Damaged(format!("slot {slot}: {path}: {error}")))?;
+                if sha256 != record.sha256 || size != record.size {
+                    return Err(OtaError::Damaged(format!(
+                        "slot {slot}: {path} has changed on disk ({size} bytes, sha256 {sha256}; \
+                         recorded {} bytes, {})",
+                        record.size, record.sha256
+                    )));
+                }
             }
-        }
-        Ok(manifest)
+            Ok(manifest)
+        })
     }
 
     /// First start: makes slot a from the image's files under `factory`
@@ -427,52 +371,56 @@ impl OtaDir {
         factory: &Path,
         version: Version,
     ) -> Result<State, OtaError> {
-        if let Some(state) = self.state()? {
-            return Err(OtaError::Refused(format!(
-                "already initialized: slot {} holds committed version {}",
-                state.committed.slot, state.committed.version
-            )));
-        }
-        let slot = SlotName::A;
-        self.clear_leftovers(lock)?;
-        self.discard(lock, slot)?;
-        let staging = self.staging_dir(slot);
-        create_dir(&staging)?;
-        let mut files = Vec::new();
-        list_plain_files(factory, factory, &mut files)?;
-        let mut records = BTreeMap::new();
-        for path in files {
-            slot_path_kind(&path)?;
-            let record = place_file(&factory.join(&path), &staging.join(&path))?;
-            records.insert(path, record);
-        }
-        let manifest = SlotManifest {
-            version: version.clone(),
-            package: FACTORY.to_owned(),
-            staged_at: now_rfc3339(),
-            files: records,
-        };
-        self.seal(lock, slot, &manifest)?;
-        self.point_current(lock, slot)?;
-        let mut state = State {
-            format: STATE_FORMAT,
-            committed: Installed {
-                slot,
+        self.named(|| {
+            if let Some(state) = self.state()? {
+                return Err(OtaError::Refused(format!(
+                    "already initialized: slot {} holds committed version {}",
+                    state.committed.slot, state.committed.version
+                )));
+            }
+            let slot = SlotName::A;
+            self.clear_leftovers(lock)?;
+            self.discard(lock, slot)?;
+            let staging = self.staging_dir(slot);
+            create_dir(&staging)?;
+            let mut files = Vec::new();
+            list_plain_files(factory, factory, &mut files)?;
+            let mut records = BTreeMap::new();
+            for path in files {
+                slot_path_kind(&path)?;
+                let record = place_file(&factory.join(&path), &staging.join(&path))?;
+                records.insert(path, record);
+            }
+            let manifest = SlotManifest {
                 version: version.clone(),
                 package: FACTORY.to_owned(),
-            },
-            previous: None,
-            floor: version.clone(),
-            trial: None,
-            history: Vec::new(),
-        };
-        state.record(
-            "initialized",
-            &version,
-            format!("slot a from the image's files in {}", factory.display()),
-        );
-        self.write_state(lock, &state)?;
-        Ok(state)
+                staged_at: now_rfc3339(),
+                files: records,
+            };
+            self.seal(lock, slot, &manifest)?;
+            self.point_current(lock, slot)?;
+            let mut state = State {
+                format: STATE_FORMAT,
+                committed: Installed {
+                    slot,
+                    version: version.clone(),
+                    package: FACTORY.to_owned(),
+                },
+                previous: None,
+                floor: version.clone(),
+                trial: None,
+                revoked_keys: BTreeSet::new(),
+                trusted_time: None,
+                history: Vec::new(),
+            };
+            state.record(
+                "initialized",
+                &version,
+                format!("slot a from the image's files in {}", factory.display()),
+            );
+            self.write_state(lock, &state)?;
+            Ok(state)
+        })
     }
 
     /// Brings the folder back to one consistent committed slot: removes
@@ -481,36 +429,38 @@ impl OtaDir {
     /// a trial found by the lock's holder was left by a dead one), and
     /// points `current` at the slot the state names.
     pub fn recover(&self, lock: &InstallLock) -> Result<Recovery, OtaError> {
-        let mut repairs = self.clear_leftovers(lock)?;
-        let mut state = self.state()?.ok_or(OtaError::NotInitialized)?;
-        let trial_rolled_back = state.trial.is_some();
-        if let Some(trial) = state.trial.take() {
-            let detail = format!(
-                "version {} in slot {} was switched to at {} but its installer (pid {}) \
-                 stopped before it proved healthy; back to version {} in slot {}",
-                trial.installed.version,
-                trial.installed.slot,
-                trial.switched_at,
-                trial.installer_pid,
-                state.committed.version,
-                state.committed.slot
-            );
-            state.record("rolled_back", &trial.installed.version, &detail);
-            self.write_state(lock, &state)?;
-            repairs.push(detail);
-        }
-        if self.current_slot() != Some(state.committed.slot) {
-            self.point_current(lock, state.committed.slot)?;
-            repairs.push(format!(
-                "pointed current at the committed slot {}",
-                state.committed.slot
-            ));
-        }
-        self.slot_manifest(state.committed.slot)?;
-        Ok(Recovery {
-            state,
-            repairs,
-            trial_rolled_back,
+        self.named(|| {
+            let mut repairs = self.clear_leftovers(lock)?;
+            let mut state = self.state()?.ok_or(OtaError::NotInitialized)?;
+            let trial_rolled_back = state.trial.is_some();
+            if let Some(trial) = state.trial.take() {
+                let detail = format!(
+                    "version {} in slot {} was switched to at {} but its installer (pid {}) \
+                     stopped before it proved healthy; back to version {} in slot {}",
+                    trial.installed.version,
+                    trial.installed.slot,
+                    trial.switched_at,
+                    trial.installer_pid,
+                    state.committed.version,
+                    state.committed.slot
+                );
+                state.record("rolled_back", &trial.installed.version, &detail);
+                self.write_state(lock, &state)?;
+                repairs.push(detail);
+            }
+            if self.current_slot() != Some(state.committed.slot) {
+                self.point_current(lock, state.committed.slot)?;
+                repairs.push(format!(
+                    "pointed current at the committed slot {}",
+                    state.committed.slot
+                ));
+            }
+            self.slot_manifest(state.committed.slot)?;
+            Ok(Recovery {
+                state,
+                repairs,
+                trial_rolled_back,
+            })
         })
     }
 
@@ -523,26 +473,30 @@ impl OtaDir {
         base: SlotName,
         package: &VerifiedPackage,
     ) -> Result<(SlotName, SlotManifest), OtaError> {
-        let target = base.other();
-        let base_manifest = self.slot_manifest(base)?;
-        let staging = self.staging_dir(target);
-        let _ = std::fs::remove_dir_all(&staging);
-        create_dir(&staging)?;
-        let filled = self.fill(base, &base_manifest, package, &staging);
-        let sealed = filled.and_then(|manifest| {
-            self.seal(lock, target, &manifest)?;
-            Ok(manifest)
-        });
-        match sealed {
-            Ok(manifest) => Ok((target, manifest)),
-            Err(error) => {
-                // Refused or failed: no half-staged files stay behind (a
-                // tampered payload among them), and the other slot, the
-                // way back, is as it was.
+        self.named(|| {
+            let target = base.other();
+            let base_manifest = self.slot_manifest(base)?;
+            let staging = self.staging_dir(target);
+            if self.check_owned(&staging, true)? {
                 let _ = std::fs::remove_dir_all(&staging);
-                Err(error)
             }
-        }
+            create_dir(&staging)?;
+            let filled = self.fill(base, &base_manifest, package, &staging);
+            let sealed = filled.and_then(|manifest| {
+                self.seal(lock, target, &manifest)?;
+                Ok(manifest)
+            });
+            match sealed {
+                Ok(manifest) => Ok((target, manifest)),
+                Err(error) => {
+                    // Refused or failed: no half-staged files stay behind (a
+                    // tampered payload among them), and the other slot, the
+                    // way back, is as it was.
+                    let _ = std::fs::remove_dir_all(&staging);
+                    Err(error)
+                }
+            }
+        })
     }
 
     /// Places `base`'s files the package does not replace, then the
@@ -601,8 +555,8 @@ impl OtaDir {
         self.discard(lock, slot)?;
         std::fs::rename(&staging, self.slot_dir(slot))
             .map_err(io_error(format!("renaming {}", staging.display())))?;
-        sync_folder(&self.root.join("slots"))
-            .map_err(io_error(format!("syncing {}", self.root.display())))
+        sync_folder(&self.work().join("slots"))
+            .map_err(io_error(format!("syncing {}", self.work().display())))
     }
 
     /// Removes a slot: renamed aside first, so a slot is either whole
@@ -610,14 +564,16 @@ impl OtaDir {
     fn discard(&self, _lock: &InstallLock, slot: SlotName) -> Result<(), OtaError> {
         let folder = self.slot_dir(slot);
         let trash = self.trash_dir(slot);
-        if folder.exists() {
-            let _ = std::fs::remove_dir_all(&trash);
+        if self.check_owned(&folder, true)? {
+            if self.check_owned(&trash, true)? {
+                let _ = std::fs::remove_dir_all(&trash);
+            }
             std::fs::rename(&folder, &trash)
                 .map_err(io_error(format!("moving {} aside", folder.display())))?;
-            sync_folder(&self.root.join("slots"))
-                .map_err(io_error(format!("syncing {}", self.root.display())))?;
+            sync_folder(&self.work().join("slots"))
+                .map_err(io_error(format!("syncing {}", self.work().display())))?;
         }
-        if trash.exists() {
+        if self.check_owned(&trash, true)? {
             std::fs::remove_dir_all(&trash)
                 .map_err(io_error(format!("removing {}", trash.display())))?;
         }
@@ -628,38 +584,34 @@ impl OtaDir {
         let mut repairs = Vec::new();
         for slot in [SlotName::A, SlotName::B] {
             for leftover in [self.staging_dir(slot), self.trash_dir(slot)] {
-                if leftover.exists() {
+                if self.check_owned(&leftover, true)? {
                     std::fs::remove_dir_all(&leftover)
                         .map_err(io_error(format!("removing {}", leftover.display())))?;
-                    repairs.push(format!("removed the unfinished {}", leftover.display()));
+                    repairs.push(
+                        self.shown(&format!("removed the unfinished {}", leftover.display())),
+                    );
                 }
             }
         }
-        let _ = std::fs::remove_file(self.root.join("current.next"));
+        let _ = std::fs::remove_file(self.work().join("current.next"));
         Ok(repairs)
     }
 
     /// Free bytes on the data partition.
     pub fn free_bytes(&self) -> Result<u64, OtaError> {
-        let path = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes())
+        let path = std::ffi::CString::new(self.work().as_os_str().as_encoded_bytes())
             .map_err(|_| OtaError::Damaged("the OTA folder's path holds a NUL".into()))?;
         // SAFETY: statvfs writes into the zeroed struct it is given.
         let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
         if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
             return Err(OtaError::Io {
-                what: format!("measuring free space on {}", self.root.display()),
+                what: format!("measuring free space on {}", self.root().display()),
                 source: std::io::Error::last_os_error(),
             });
         }
         // Saturating: more free bytes than a u64 holds is plenty.
         Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
     }
-}
-
-/// The floor of a state written before floors existed, raised to its
-/// committed version as it is read.
-fn no_floor() -> Version {
-    Version::new(0, 0, 0)
 }
 
 /// sha256 and length of a file.

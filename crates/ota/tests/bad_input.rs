@@ -107,7 +107,15 @@ fn a_package_signed_by_an_expired_key_is_refused() {
     rig.keys = TrustedKeys {
         keys: vec![trusted(&rig.release_key, "2020-01-01T00:00:00Z")],
     };
-    let package = rig.signed_package("expired", "1.1.0");
+    // Made while the key was current; installed after it expired.
+    let package = rig.package_made(
+        "expired",
+        "1.1.0",
+        &[BOARD],
+        at("2019-06-01T00:00:00Z"),
+        &[],
+    );
+    edgesort_ota::sign(&package, &rig.release_key).unwrap();
     let before = rig.running_slot();
 
     let error = rig.install(&package, None).unwrap_err();
@@ -620,6 +628,8 @@ fn os_package(rig: &TestBox, version: Version) -> std::path::PathBuf {
             min_version: Version::new(0, 1, 0),
             boards: vec![BOARD.into()],
             notes: String::new(),
+            created: std::time::SystemTime::now(),
+            revokes: Vec::new(),
         },
         &out,
     )

@@ -38,6 +38,8 @@ fn slots_are_readable_by_the_daemon_whatever_the_umask() {
             min_version: Version::new(0, 1, 0),
             boards: vec![BOARD.into()],
             notes: "modes".into(),
+            created: std::time::SystemTime::now(),
+            revokes: Vec::new(),
         },
         &package,
     )

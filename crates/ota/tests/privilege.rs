@@ -3,20 +3,28 @@
 //! in place of the `lock`, and never waits on a FIFO there. Each attack is
 //! refused with an error that names the entry, and the file the link points
 //! at, outside the OTA folder, keeps its bytes.
+//!
+//! Nor does root work in an update folder the daemon's user could have
+//! swapped for its own: one others may write, or a link, is refused by
+//! name, and once root opened its own, a folder put in its place does not
+//! redirect it. "Root" here is the user running the tests, the owner the
+//! folder is checked against; `crates/edgesort/tests/ota_cli.rs` has the
+//! daemon's user (another uid) swap it, as root.
 
 // Each test binary compiles the shared rig and uses part of it.
 #[allow(dead_code)]
 mod common;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
-use edgesort_ota::{OtaError, Outcome, SlotName};
+use edgesort_ota::{OtaDir, OtaError, Outcome, SlotName};
 use edgesort_types::BeneathError;
 use semver::Version;
 
@@ -269,4 +277,198 @@ fn issue_23_a_fifo_in_the_queue_is_skipped_with_an_error_within_a_second_and_the
         "{:?}",
         state.history
     );
+}
+
+/// Every file under `folder` with its bytes, and every link with its
+/// target, by path relative to `folder`.
+fn snapshot(folder: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![folder.to_owned()];
+    while let Some(next) = pending.pop() {
+        for entry in fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path.strip_prefix(folder).unwrap().to_owned();
+            let kind = fs::symlink_metadata(&path).unwrap().file_type();
+            if kind.is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                found.insert(relative, target.as_os_str().as_bytes().to_vec());
+            } else if kind.is_dir() {
+                found.insert(relative, Vec::new());
+                pending.push(path);
+            } else {
+                found.insert(relative, fs::read(&path).unwrap());
+            }
+        }
+    }
+    found
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn refused_as_untrusted(error: &OtaError, path: &Path, mode: u32) -> bool {
+    matches!(error, OtaError::Untrusted { path: refused, mode: found, .. }
+        if refused == path && *found == mode)
+}
+
+#[test]
+fn issue_23_a_swapped_in_update_folder_its_group_or_others_may_write_is_refused_by_name() {
+    let rig = TestBox::new();
+    let root = rig.ota.root().to_owned();
+    // The daemon's user owns the data partition: it can move root's folder
+    // aside and make its own, open to anyone, where root will look.
+    fs::rename(&root, rig.path("ota.root")).unwrap();
+    fs::create_dir(&root).unwrap();
+    let target = outside_file(&rig);
+    symlink(&target, root.join("state.json")).unwrap();
+
+    for mode in [0o777, 0o775, 0o757] {
+        set_mode(&root, mode);
+
+        let error = OtaDir::open_as_owner(&root).unwrap_err();
+
+        assert!(refused_as_untrusted(&error, &root, mode), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("refusing {}: mode {mode:04o}", root.display()))
+                && message.contains("group or others write it"),
+            "{message}"
+        );
+    }
+    assert_untouched(&target);
+    assert_eq!(
+        snapshot(&root).into_keys().collect::<Vec<_>>(),
+        [PathBuf::from("state.json")],
+        "root's tools wrote into the refused folder"
+    );
+}
+
+#[test]
+fn issue_23_a_folder_swapped_in_after_root_opened_its_own_does_not_redirect_an_install() {
+    let mut rig = TestBox::new();
+    let package = rig.signed_package("release", "1.1.0");
+    // What the planted links point at: a folder of root's that the swap
+    // would have root write into, stage slots in, or empty.
+    let victim = rig.path("victim");
+    fs::create_dir_all(victim.join("a")).unwrap();
+    fs::write(victim.join("a/precious.conf"), PRECIOUS).unwrap();
+    fs::write(victim.join("state.json"), PRECIOUS).unwrap();
+    let victim_before = snapshot(&victim);
+    let root = rig.ota.root().to_owned();
+    let pinned = rig.path("ota.root");
+
+    // After root opened the folder: moved aside, and a folder of the
+    // daemon's put in its place whose slots, state and link lead outside.
+    fs::rename(&root, &pinned).unwrap();
+    fs::create_dir(&root).unwrap();
+    symlink(&victim, root.join("slots")).unwrap();
+    symlink(victim.join("state.json"), root.join("state.json")).unwrap();
+    symlink(victim.join("a"), root.join("current")).unwrap();
+    let swapped_before = snapshot(&root);
+
+    let outcome = rig.install(&package, None).unwrap();
+
+    assert_eq!(
+        outcome,
+        Outcome::Committed {
+            version: Version::new(1, 1, 0),
+            slot: SlotName::B
+        }
+    );
+    assert_eq!(snapshot(&victim), victim_before, "the victim changed");
+    assert_eq!(
+        snapshot(&root),
+        swapped_before,
+        "the swapped-in folder changed"
+    );
+    // The work landed in the folder root opened, under its new name.
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(pinned.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["committed"]["version"], "1.1.0");
+    assert!(pinned.join("slots/b/slot.json").is_file());
+    assert_eq!(
+        fs::read_link(pinned.join("current")).unwrap(),
+        Path::new("slots/b")
+    );
+    assert_eq!(
+        rig.ota.state().unwrap().unwrap().committed.version,
+        Version::new(1, 1, 0)
+    );
+}
+
+#[test]
+fn issue_23_errors_name_the_update_folder_by_its_path_not_the_descriptor_held_open() {
+    let mut rig = TestBox::new();
+    let package = rig.signed_package("release", "1.1.0");
+    // A leftover staging folder root may not remove: its group may write.
+    let staging = rig.ota.root().join("slots/b.staging");
+    fs::create_dir(&staging).unwrap();
+    set_mode(&staging, 0o775);
+
+    let error = rig.install(&package, None).unwrap_err();
+
+    assert!(refused_as_untrusted(&error, &staging, 0o775), "{error:?}");
+    assert!(
+        error.to_string().contains(&staging.display().to_string()),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("/proc/"), "{error}");
+    assert!(
+        staging.is_dir(),
+        "a folder that is not root's alone was removed"
+    );
+}
+
+#[test]
+fn issue_23_parts_of_the_update_folder_others_may_write_are_refused_not_used() {
+    let mut rig = TestBox::new();
+    let package = rig.signed_package("release", "1.1.0");
+    let root = rig.ota.root().to_owned();
+    for (part, mode, restore) in [
+        ("slots", 0o777, 0o755),
+        ("state.json", 0o666, 0o644),
+        ("slots/a", 0o775, 0o755),
+        ("lock", 0o666, 0o644),
+    ] {
+        let path = root.join(part);
+        set_mode(&path, mode);
+
+        let error = rig.install(&package, None).unwrap_err();
+
+        assert!(
+            refused_as_untrusted(&error, &path, mode),
+            "{part}: {error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("refusing {}", path.display())),
+            "{error}"
+        );
+        set_mode(&path, restore);
+    }
+    assert_eq!(rig.line.restarts, 0, "the line was restarted");
+    rig.install(&package, None).unwrap();
+}
+
+#[test]
+fn issue_23_an_update_folder_that_is_a_link_is_refused_and_not_entered() {
+    let rig = TestBox::new();
+    let root = rig.ota.root().to_owned();
+    let elsewhere = rig.path("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    set_mode(&elsewhere, 0o755);
+    fs::rename(&root, rig.path("ota.root")).unwrap();
+    symlink(&elsewhere, &root).unwrap();
+
+    let error = OtaDir::open_as_owner(&root).unwrap_err();
+
+    assert!(refused_as(&error, "symbolic link"), "{error:?}");
+    assert!(
+        error.to_string().contains(&root.display().to_string()),
+        "{error}"
+    );
+    assert!(is_link(&root));
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
 }

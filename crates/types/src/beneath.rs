@@ -12,7 +12,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -62,6 +62,14 @@ pub enum BeneathError {
     #[error("cannot remove {path}: {source}")]
     Remove {
         /// The entry.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Reading what an open folder is (its owner, its mode) failed.
+    #[error("cannot read the owner and mode of {path}: {source}")]
+    Stat {
+        /// The folder.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
@@ -123,6 +131,50 @@ impl Folder {
             fd,
             path: path.to_owned(),
         })
+    }
+
+    /// Opens the folder at `path` following links in every component, the
+    /// last one included: for a folder whose path is trusted as configured
+    /// (one in root's settings), below which names are then resolved without
+    /// following links.
+    pub fn open_following(path: &Path) -> Result<Folder, BeneathError> {
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(CWD, path, flags, Mode::empty()).map_err(|errno| {
+            BeneathError::Open {
+                path: path.to_owned(),
+                source: errno.into(),
+            }
+        })?;
+        Ok(Folder {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// A second handle on the same open folder: whatever happens to the
+    /// folder's name, both reach the folder that was opened.
+    pub fn try_clone(&self) -> Result<Folder, BeneathError> {
+        let fd = self.fd.try_clone().map_err(|source| BeneathError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(Folder {
+            fd,
+            path: self.path.clone(),
+        })
+    }
+
+    /// What the open folder is now (owner, mode, device and inode), read
+    /// from its descriptor rather than its path.
+    pub fn metadata(&self) -> Result<std::fs::Metadata, BeneathError> {
+        self.fd
+            .try_clone()
+            .map(File::from)
+            .and_then(|folder| folder.metadata())
+            .map_err(|source| BeneathError::Stat {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// The folder's path, for messages.
@@ -299,6 +351,12 @@ impl Folder {
     }
 }
 
+impl AsFd for Folder {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// Opens the plain file at `path` for reading without following a link in
 /// its last component and without blocking on a FIFO; anything but a plain
 /// file is refused by name.
@@ -460,6 +518,28 @@ mod tests {
             ),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn a_clone_reaches_the_folder_opened_whatever_becomes_of_its_name() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("configured")).unwrap();
+        // A configured path may be a link; the names below it are not followed.
+        let folder = Folder::open_following(&dir.path().join("configured")).unwrap();
+        let clone = folder.try_clone().unwrap();
+        std::fs::rename(dir.path().join("real"), dir.path().join("moved")).unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+
+        clone.create_new("note", 0o600).unwrap();
+
+        assert!(dir.path().join("moved/note").exists());
+        assert!(!dir.path().join("real/note").exists());
+        let moved = std::fs::metadata(dir.path().join("moved")).unwrap();
+        let opened = folder.metadata().unwrap();
+        assert_eq!((opened.dev(), opened.ino()), (moved.dev(), moved.ino()));
+        assert_eq!(clone.path(), dir.path().join("configured"));
     }
 
     #[test]

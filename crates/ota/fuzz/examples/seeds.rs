@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use arbitrary::{Arbitrary, Unstructured};
-use edgesort_ota::{PackInfo, VerifiedPackage, pack, sign};
+use edgesort_ota::{PackInfo, Trust, VerifiedPackage, pack, sign};
 use edgesort_ota_fuzz::{PackageInput, Scratch, now, signing_key, trusted_keys};
 use semver::Version;
 
@@ -58,12 +58,14 @@ fn main() {
                 min_version: Version::new(1, 0, 0),
                 boards: vec!["orin-nano".into(), "orin-nx".into()],
                 notes: format!("seed package {index}"),
+                created: now(),
+                revokes: Vec::new(),
             },
             &out,
         )
         .unwrap();
         sign(&out, &signing_key()).unwrap();
-        let package = VerifiedPackage::open(&out, trusted_keys(), now()).unwrap();
+        let package = VerifiedPackage::open(&out, trusted_keys(), &Trust::clock(now())).unwrap();
         package.check_payloads().unwrap();
         std::fs::copy(
             &out,
@@ -94,6 +96,8 @@ fn main() {
             min_version: Version::new(1, 0, 0),
             boards: vec!["agx-orin".into()],
             notes: String::new(),
+            created: now(),
+            revokes: Vec::new(),
         },
         &unsigned,
     )
@@ -132,7 +136,9 @@ fn main() {
         };
         let built = input.build();
         scratch.reset(&built.bytes);
-        let Ok(package) = VerifiedPackage::open(&scratch.package(), trusted_keys(), now()) else {
+        let Ok(package) =
+            VerifiedPackage::open(&scratch.package(), trusted_keys(), &Trust::clock(now()))
+        else {
             continue;
         };
         if package.extract(&scratch.out()).is_err() {

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arbitrary::Arbitrary;
 use edgesort_ota::{
     MANIFEST_ENTRY, MANIFEST_FORMAT, Manifest, PAYLOAD_PREFIX, Payload, PayloadKind,
-    SIGNATURES_ENTRY, SignatureEntry, Signatures, SigningKeyFile, TrustedKey, TrustedKeys,
+    SIGNATURES_ENTRY, SignatureEntry, Signatures, SigningKeyFile, Trust, TrustedKey, TrustedKeys,
     VerifiedPackage,
 };
 use semver::{Prerelease, Version};
@@ -125,7 +125,8 @@ fn make_writable(folder: &Path) {
 /// Opens the package in the scratch folder; when it verifies, checks its
 /// payloads and extracts it, then checks what the extraction left.
 pub fn open_check_extract(scratch: &Scratch) -> Option<VerifiedPackage> {
-    let package = VerifiedPackage::open(&scratch.package(), trusted_keys(), now()).ok()?;
+    let package =
+        VerifiedPackage::open(&scratch.package(), trusted_keys(), &Trust::clock(now())).ok()?;
     // What open hands back must be the manifest as parsed from the package.
     assert_eq!(
         Manifest::parse(&package.manifest.to_bytes()).ok().as_ref(),
@@ -662,6 +663,7 @@ impl StructuredManifest {
                 .clone()
                 .unwrap_or_else(|| "2026-05-01T00:00:00Z".to_owned()),
             notes: self.notes.clone(),
+            revokes: Vec::new(),
             payloads,
         };
         (manifest, planned, self.compact)

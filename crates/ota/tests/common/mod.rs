@@ -2,7 +2,7 @@
 //! line and the engine builder that record what was asked of them.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use edgesort_ota::{
     DaemonHealth, EnginePreparer, Event, HealthCriteria, HealthEngine, HealthFrames, HealthStage,
@@ -125,7 +125,7 @@ impl TestBox {
         let dir = tempfile::tempdir().unwrap();
         let factory = dir.path().join("factory");
         write_slot_files(&factory, 1, 4096);
-        let ota = OtaDir::new(&dir.path().join("ota"));
+        let ota = OtaDir::open_as_owner(&dir.path().join("ota")).unwrap();
         {
             // Released before installing: flock conflicts even within one
             // process when the file is opened twice.
@@ -158,8 +158,22 @@ impl TestBox {
         self.dir.path().join(name)
     }
 
-    /// An unsigned package of `version` for `boards`, with a new model.
+    /// An unsigned package of `version` for `boards`, with a new model,
+    /// made now.
     pub fn unsigned_package(&self, name: &str, version: &str, boards: &[&str]) -> PathBuf {
+        self.package_made(name, version, boards, SystemTime::now(), &[])
+    }
+
+    /// An unsigned package of `version` for `boards`, with a new model, made
+    /// at `created` and revoking the keys `revokes`.
+    pub fn package_made(
+        &self,
+        name: &str,
+        version: &str,
+        boards: &[&str],
+        created: SystemTime,
+        revokes: &[&str],
+    ) -> PathBuf {
         let source = self.path(&format!("{name}.source"));
         write_slot_files(&source, 2 + name.len() as u64, 3072);
         let out = self.path(&format!("{name}.tar"));
@@ -171,6 +185,8 @@ impl TestBox {
                 version,
                 boards: boards.iter().map(|board| board.to_string()).collect(),
                 notes: "test package".into(),
+                created,
+                revokes: revokes.iter().map(|key| key.to_string()).collect(),
             },
             &out,
         )
@@ -271,6 +287,11 @@ impl TestBox {
             .iter()
             .any(|event| matches!(event, Event::Verified { .. }))
     }
+}
+
+/// An RFC 3339 time.
+pub fn at(text: &str) -> SystemTime {
+    humantime::parse_rfc3339(text).unwrap()
 }
 
 pub fn trusted(key: &SigningKeyFile, expires: &str) -> TrustedKey {
@@ -414,6 +435,7 @@ pub fn manifest_with_model_at(path: &str, model: &[u8]) -> Manifest {
         boards: vec![BOARD.into()],
         created: "2026-11-29T00:00:00Z".into(),
         notes: String::new(),
+        revokes: Vec::new(),
         payloads: vec![edgesort_ota::Payload {
             path: path.into(),
             kind: edgesort_ota::PayloadKind::Model,
