@@ -153,7 +153,7 @@ echo "   exit $rc after $(($(date +%s) - started)) s"
 report=$(ls /var/lib/edgesort/selftest-*.md)
 [ -f "$report" ] || fail "no report in /var/lib/edgesort"
 grep -q '^edgesortd was running: the line is stopped before the camera checks' "$report" \
-    || fail "the report does not say the line was stopped before the camera checks"
+    || { tail -n 30 /var/log/edgesortd.log; fail "the report does not say the line was stopped before the camera checks"; }
 for command in "camera list" "camera stream" "camera snap"; do
     # The command's line, and its exit line after its output.
     awk -v command="\$ edgesort $command" 'index($0, command) == 1 { found = 1 }
