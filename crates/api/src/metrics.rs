@@ -61,6 +61,24 @@ pub fn prometheus_text(status: &Status) -> String {
         "Seconds since the daemon started.",
         &one(status.uptime_s),
     );
+    let engine = &status.engine;
+    let engine_labels = [
+        ("backend", Some(engine.backend.as_str())),
+        ("precision", Some(engine.precision.as_str())),
+        ("engine_key", engine.engine_key.as_deref()),
+        ("gpu", engine.gpu.as_deref()),
+        ("fallback_check", engine.fallback_check.as_deref()),
+    ]
+    .iter()
+    .map(|(label, value)| format!("{label}=\"{}\"", escape(value.unwrap_or(""))))
+    .collect::<Vec<_>>()
+    .join(",");
+    metric(
+        "engine_info",
+        "gauge",
+        "The detector in service: its backend, precision, TensorRT engine key and GPU, and the check that sent the line to the CPU.",
+        &[(format!("{{{engine_labels}}}"), 1.0)],
+    );
     metric(
         "frames_captured_total",
         "counter",

@@ -34,6 +34,34 @@ fn api_database_and_pins_agree_on_every_part_and_pulse() {
 
     // The metrics say the same.
     let (_, metrics) = line.call("GET", "/metrics", None);
+    // Issue 24: what serves the line, chosen as edgesortd chooses; with no
+    // engine in service in the test's data folder, the CPU, and why.
+    let check = status["engine"]["fallback_check"].as_str().unwrap();
+    assert!(
+        [
+            "shim_not_compiled",
+            "no_gpu",
+            "no_tensorrt",
+            "no_active_record"
+        ]
+        .contains(&check),
+        "{status:#}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "edgesort_engine_info{{backend=\"tract (CPU)\",precision=\"fp32\",engine_key=\"\",gpu=\"\",fallback_check=\"{check}\"}} 1\n"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        status["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|alarm| alarm["kind"] == "engine_fallback"
+                && alarm["message"] == status["engine"]["fallback"]),
+        "{status:#}"
+    );
     assert!(
         metrics.contains(&format!("edgesort_parts_total {parts}\n")),
         "{metrics}"

@@ -1,6 +1,7 @@
 //! Issue 9, acceptance 5: the status page, served by a running daemon,
 //! renders in headless Chromium with the live snapshot and the counters;
-//! issue 23: over HTTPS it shows the certificate's fingerprint.
+//! issue 23: over HTTPS it shows the certificate's fingerprint; issue 24:
+//! it shows what serves the line.
 //!
 //! Set `EDGESORT_SCREENSHOT=path.png` to keep the screenshot.
 
@@ -63,6 +64,15 @@ fn the_status_page_shows_the_live_snapshot_and_the_counters() {
         text_of(&dom, "id=\"api-transport\""),
         "plain HTTP (loopback only)"
     );
+    // Issue 24: what serves the line, and why not the engine. The test's
+    // data folder has no engine in service, so the line runs on the CPU.
+    let engine = &status["engine"];
+    assert_eq!(text_of(&dom, "id=\"eng-backend\""), "tract (CPU)");
+    assert_eq!(text_of(&dom, "id=\"eng-precision\""), "fp32");
+    assert_eq!(text_of(&dom, "id=\"eng-key\""), "—");
+    assert_eq!(text_of(&dom, "id=\"eng-gpu\""), "—");
+    let fallback = engine["fallback"].as_str().expect("a fallback reason");
+    assert_eq!(text_of(&dom, "id=\"eng-fallback\""), fallback);
 
     // Without the token the page shows only its form.
     let dom = chromium::dump_dom(&format!("{}/", line.base)).unwrap();

@@ -65,8 +65,17 @@ pub struct EngineInfo {
     pub model_sha256: Option<String>,
     /// `fp32`, `fp16` or `int8`.
     pub precision: String,
+    /// The TensorRT engine's cache key, when one serves.
+    pub engine_key: Option<String>,
+    /// The TensorRT engine file, when one serves.
+    pub engine: Option<String>,
+    /// The GPU the engine runs on, when one serves.
+    pub gpu: Option<String>,
     /// Why a less preferred engine is in service, if one is.
     pub fallback: Option<String>,
+    /// Which check sent the line to it (`no_active_record`, `other_gpu`,
+    /// ...; see `edgesort_serve::Fallback::check`).
+    pub fallback_check: Option<String>,
 }
 
 /// What the daemon is built from.

@@ -1,34 +1,35 @@
-use std::path::Path;
 use std::sync::Arc;
 
-use edgesort_infer::Detector;
-use edgesort_infer_tract::TractBackend;
+use edgesort_serve::Served;
 use edgesort_types::config::Config;
 
 use crate::{Detect, DetectorFactory, EngineInfo};
 
-/// The CPU backend (tract) on `threads` threads for `model`, and its
-/// description for the status, with the model's digest.
-pub fn cpu_detector(model: &Path, threads: usize) -> (DetectorFactory, EngineInfo) {
-    // Resolved once: the model may sit behind the update slots' `current`
-    // link, and a restarted inference stage must load the model this
-    // daemon started with, not one an update has just switched to.
-    let resolved = model.canonicalize().unwrap_or_else(|_| model.to_owned());
-    let loaded = resolved.clone();
+/// The line's detector from the backend [`edgesort_serve::select`] chose
+/// (a restarted inference stage builds a fresh one), and its description
+/// for the status.
+pub fn served_detector(served: Served) -> (DetectorFactory, EngineInfo) {
+    let info = &served.info;
+    let engine = EngineInfo {
+        backend: info.label.clone(),
+        model: info.model.display().to_string(),
+        model_sha256: info.model_sha256.clone(),
+        precision: info.precision.clone(),
+        engine_key: info.engine_key.clone(),
+        engine: info.engine.as_ref().map(|path| path.display().to_string()),
+        gpu: info.gpu.clone(),
+        fallback: info.fallback.as_ref().map(ToString::to_string),
+        fallback_check: info
+            .fallback
+            .as_ref()
+            .map(|reason| reason.check().to_owned()),
+    };
+    let served = Arc::new(served);
     let factory: DetectorFactory = Arc::new(move |config: &Config| {
-        let backend = TractBackend::load(&loaded)
-            .map_err(|error| error.to_string())?
-            .with_threads(threads);
-        let detector =
-            Detector::for_model(backend, &config.model).map_err(|error| error.to_string())?;
+        let detector = served
+            .detector(&config.model)
+            .map_err(|error| error.to_string())?;
         Ok(Box::new(detector) as Box<dyn Detect>)
     });
-    let engine = EngineInfo {
-        backend: "tract (CPU)".into(),
-        model: model.display().to_string(),
-        model_sha256: edgesort_types::sha256_file(&resolved).ok(),
-        precision: "fp32".into(),
-        fallback: None,
-    };
     (factory, engine)
 }

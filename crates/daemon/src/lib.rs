@@ -42,7 +42,7 @@ pub use control::{
     ResetLog, Snapshot, WireInputs,
 };
 pub use edgesort_actuate::{EstopState, ResetDone, ResetRefused};
-pub use engines::cpu_detector;
+pub use engines::served_detector;
 pub use error::DaemonError;
 pub use inference::Detect;
 pub use recorded::recorded_detector;

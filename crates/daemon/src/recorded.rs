@@ -37,10 +37,14 @@ pub fn recorded_detector(path: &Path) -> Result<(DetectorFactory, EngineInfo), D
         model: path.display().to_string(),
         model_sha256: Some(edgesort_types::sha256_hex(&bytes)),
         precision: "recorded".into(),
+        engine_key: None,
+        engine: None,
+        gpu: None,
         fallback: Some(format!(
             "test double: detections replayed from {}, no model runs",
             path.display()
         )),
+        fallback_check: Some("test_double".into()),
     };
     Ok((factory, engine))
 }
@@ -300,7 +304,8 @@ mod tests {
         });
         let config = demo_config();
         let mut recorded = recorded(&config).unwrap();
-        let (cpu, _) = crate::cpu_detector(&config.model.path, 1);
+        let (cpu, _) =
+            crate::served_detector(edgesort_serve::Served::cpu(&config.model.path, 1, None));
         let mut cpu = cpu(&config).unwrap();
 
         let camera = &config.camera;

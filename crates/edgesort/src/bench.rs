@@ -2,9 +2,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use edgesort_bench::{Clip, ClipReport, TargetReport, bench_clip, bench_targets, generate_from};
-use edgesort_infer::Detector;
-use edgesort_infer_tract::TractBackend;
-use edgesort_types::config::Config;
+use edgesort_serve::{Served, ServedBackend, select_on_this_box};
+use edgesort_types::config::{BackendChoice, Config};
 
 use crate::{BUNDLED_CLIP, BUNDLED_CONFIG};
 
@@ -162,6 +161,10 @@ pub struct PipelineArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Which detector: auto, tensorrt (or gpu) or cpu, chosen as edgesortd
+    /// chooses. Default: the configuration's engine.backend.
+    #[arg(long)]
+    pub backend: Option<BackendChoice>,
 }
 
 pub fn run_bench_command(command: BenchCommand) -> Result<()> {
@@ -172,13 +175,16 @@ pub fn run_bench_command(command: BenchCommand) -> Result<()> {
         BenchCommand::Soak(args) => return crate::soak::run_soak(args),
     };
     let config = Config::load(&args.config)?;
+    let choice = args.backend.unwrap_or(config.engine.backend);
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cores| cores.get()));
-    let load = || -> Result<Detector<TractBackend>> {
-        let backend = TractBackend::load(&config.model.path)?.with_threads(threads);
-        Ok(Detector::for_model(backend, &config.model)?)
-    };
+    let mut served = select_on_this_box(&config, choice)?;
+    if served.info.backend == ServedBackend::Cpu {
+        served = Served::cpu(&config.model.path, threads, served.info.fallback);
+    }
+    eprintln!("{}", crate::replay::describe(&served.info));
+    let load = || served.detector(&config.model);
 
     let clips = match &args.clip {
         Some(dir) => vec![Clip::load(dir)?],
@@ -219,6 +225,7 @@ pub fn run_bench_command(command: BenchCommand) -> Result<()> {
                 "arch": std::env::consts::ARCH,
             },
             "inference_threads": threads,
+            "backend": served.info,
             "model": config.model.path,
             "clips": reports,
             "targets": targets,

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use edgesort_types::config::BackendChoice;
 
 use crate::bench::{BenchCommand, run_bench_command};
 use crate::calibrate::{CalibrateArgs, run_calibrate_command};
@@ -73,6 +74,10 @@ enum Command {
         /// Where to leave the event database.
         #[arg(long, default_value = "edgesort-demo.sqlite")]
         db: PathBuf,
+        /// Which detector: auto, tensorrt (or gpu) or cpu. Default: the
+        /// configuration's engine.backend.
+        #[arg(long)]
+        backend: Option<BackendChoice>,
     },
     /// Replay any clip (a folder with frames/*.jpg and optionally tracks.json).
     Replay(ReplayArgs),
@@ -118,7 +123,8 @@ enum Command {
 enum Failure {
     /// The configuration is invalid.
     Config = 2,
-    /// The model or clip is missing or unusable.
+    /// The model or clip is missing or unusable, or `--backend tensorrt`
+    /// has no engine that can serve.
     Input = 3,
     /// Anything else: the run itself failed.
     Run = 1,
@@ -151,6 +157,7 @@ fn classify(error: &anyhow::Error) -> Failure {
             || cause.is::<edgesort_calibrate::CalibrateError>()
             || cause.is::<edgesort_gpio::GpioError>()
             || cause.is::<edgesort_ota::OtaError>()
+            || cause.is::<edgesort_serve::ServeError>()
         {
             return Failure::Input;
         }
@@ -168,7 +175,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo { fast, db } => run_replay_command(ReplayArgs {
+        Command::Demo { fast, db, backend } => run_replay_command(ReplayArgs {
             clip: PathBuf::from(BUNDLED_CLIP),
             config: PathBuf::from(BUNDLED_CONFIG),
             fast,
@@ -179,6 +186,7 @@ fn main() -> ExitCode {
             speed_px_per_frame: None,
             mm_per_px: None,
             db,
+            backend,
         }),
         Command::Replay(args) => run_replay_command(args),
         Command::Eval(args) => run_eval_command(args),

@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use edgesort_actuate::SimulatedPin;
 use edgesort_capture::probe_frame_size;
-use edgesort_infer::Detector;
-use edgesort_infer_tract::TractBackend;
 use edgesort_pipeline::{Pacing, RunReport, run_replay_observed};
 use edgesort_score::{GroundTruth, Score, ScoredDecision, score};
+use edgesort_serve::{ServedInfo, select_on_this_box};
 use edgesort_types::FrameDetections;
-use edgesort_types::config::{BeltDirection, Config};
+use edgesort_types::config::{BackendChoice, BeltDirection, Config};
 
 use crate::BUNDLED_CONFIG;
 
@@ -52,6 +51,10 @@ pub struct ReplayArgs {
     /// replay writes beside you.
     #[arg(long, default_value = "edgesort-replay.sqlite")]
     pub db: PathBuf,
+    /// Which detector: auto, tensorrt (or gpu) or cpu, chosen as edgesortd
+    /// chooses. Default: the configuration's engine.backend.
+    #[arg(long)]
+    pub backend: Option<BackendChoice>,
 }
 
 pub fn run_replay_command(args: ReplayArgs) -> Result<()> {
@@ -64,9 +67,9 @@ pub fn run_replay_command(args: ReplayArgs) -> Result<()> {
     };
     fit_config_to_clip(&mut config, &args, truth.as_ref())?;
 
-    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-    let backend = TractBackend::load(&config.model.path)?.with_threads(threads);
-    let mut detector = Detector::for_model(backend, &config.model)?;
+    let served = select_on_this_box(&config, args.backend.unwrap_or(config.engine.backend))?;
+    eprintln!("{}", describe(&served.info));
+    let mut detector = served.detector(&config.model)?;
     let pacing = if args.fast {
         Pacing::AsFastAsPossible
     } else {
@@ -99,7 +102,8 @@ pub fn run_replay_command(args: ReplayArgs) -> Result<()> {
         .as_ref()
         .map(|truth| score_run(truth, &config, &report));
     if args.json {
-        let document = serde_json::json!({ "run": report, "score": scored });
+        let document =
+            serde_json::json!({ "backend": served.info, "run": report, "score": scored });
         println!("{}", serde_json::to_string_pretty(&document)?);
     } else {
         print_summary(&report, &config.store.path);
@@ -108,6 +112,22 @@ pub fn run_replay_command(args: ReplayArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line on what serves the run, and why not the engine where it fell
+/// back.
+pub fn describe(served: &ServedInfo) -> String {
+    let mut line = format!("detector: {}, {}", served.label, served.precision);
+    if let Some(key) = &served.engine_key {
+        line += &format!(", engine {key}");
+    }
+    if let Some(gpu) = &served.gpu {
+        line += &format!(" on {gpu}");
+    }
+    if let Some(reason) = &served.fallback {
+        line += &format!(" (not the TensorRT engine: {reason})");
+    }
+    line
 }
 
 /// Applies the clip's frame size, frame rate and belt speed to the config.

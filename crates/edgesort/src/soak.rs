@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use edgesort_actuate::SimulatedPin;
-use edgesort_daemon::{Daemon, DaemonSetup, cpu_detector};
+use edgesort_daemon::{Daemon, DaemonSetup, served_detector};
 use edgesort_types::config::Config;
 use serde::Serialize;
 
@@ -68,8 +68,10 @@ pub fn run_soak(args: SoakArgs) -> Result<()> {
     config.camera.replay_loop = true;
     config.store.path = args.db.clone();
     let pins = SimulatedPin::for_ejectors(&config);
-    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-    let (detector, engine) = cpu_detector(&config.model.path, threads);
+    let (detector, engine) = served_detector(edgesort_serve::select_on_this_box(
+        &config,
+        config.engine.backend,
+    )?);
     let db_limit_bytes = u64::from(config.store.max_mb) << 20;
     let daemon = Daemon::start(DaemonSetup {
         engine,

@@ -24,7 +24,7 @@ use clap::Parser;
 use edgesort_actuate::{EjectorScheduler, FailSafe, ForceLow, SimulatedPin, force_all_low};
 use edgesort_api::Access;
 use edgesort_daemon::{
-    Daemon, DaemonSetup, DetectorFactory, EngineInfo, ResetLog, WireInputs, cpu_detector,
+    Daemon, DaemonSetup, DetectorFactory, EngineInfo, ResetLog, WireInputs, served_detector,
 };
 use edgesort_gpio::{CdevInput, CdevOutput, Edges, chips, resolve};
 use edgesort_tls::ServerTls;
@@ -58,9 +58,14 @@ struct Args {
     data_dir: Option<PathBuf>,
 }
 
-/// What builds the line's detector: [`cpu`] in the product; a test binary
-/// may pass a double.
+/// What builds the line's detector: [`served`] in the product; a test
+/// binary may pass a double.
 pub type ChooseDetector = fn(&Config) -> Result<(DetectorFactory, EngineInfo)>;
+
+/// The exit status when `engine.backend = "tensorrt"` and the engine
+/// cannot serve. The unit keeps restarting, as after any failure, so the
+/// line comes up once provisioning has an engine in service.
+pub const EXIT_NO_ENGINE: u8 = 3;
 
 /// edgesortd's whole life, with the detector `choose` builds.
 pub fn main(choose: ChooseDetector) -> ExitCode {
@@ -70,7 +75,17 @@ pub fn main(choose: ChooseDetector) -> ExitCode {
         Err(error) => {
             tracing::error!("{error:#}");
             eprintln!("edgesortd: {error:#}");
-            ExitCode::FAILURE
+            let refused = error.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<edgesort_serve::ServeError>(),
+                    Some(edgesort_serve::ServeError::TensorRtRefused { .. })
+                )
+            });
+            if refused {
+                ExitCode::from(EXIT_NO_ENGINE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -303,13 +318,12 @@ fn start_line(
     Ok((start(args, config, choose, pins, Some(inputs))?, failsafes))
 }
 
-/// The CPU backend (tract) on every core, with the `engine_fallback` alarm
-/// saying why the box does not serve its TensorRT engine.
-pub fn cpu(config: &Config) -> Result<(DetectorFactory, EngineInfo)> {
-    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-    let (detector, mut engine) = cpu_detector(&config.model.path, threads);
-    engine.fallback = Some(cpu_fallback_reason(config));
-    Ok((detector, engine))
+/// The backend `engine.backend` asks for, as [`edgesort_serve::select`]
+/// decides on this box: the provisioned TensorRT engine, or tract on the
+/// CPU with the `engine_fallback` alarm naming the check that failed.
+pub fn served(config: &Config) -> Result<(DetectorFactory, EngineInfo)> {
+    let served = edgesort_serve::select_on_this_box(config, config.engine.backend)?;
+    Ok(served_detector(served))
 }
 
 /// Starts the line with the chosen detector and these outputs.
@@ -329,23 +343,6 @@ fn start<P: OutputPin + Send + 'static>(
         pins,
         inputs,
     })?)
-}
-
-/// Why the line runs on the CPU, for the `engine_fallback` alarm: on a
-/// sorting box the detector belongs on the GPU.
-fn cpu_fallback_reason(config: &Config) -> String {
-    let paths = edgesort_provision::DataPaths::new(&config.engine.data_dir);
-    match edgesort_provision::read_active(&paths) {
-        Some(active) => format!(
-            "running on the CPU: the provisioned {} TensorRT engine ({}) is not served by this edgesortd yet",
-            active.precision,
-            active.engine.display()
-        ),
-        None => format!(
-            "running on the CPU: no TensorRT engine in service (see `edgesort status`; {} has no provisioned engine)",
-            paths.active().display()
-        ),
-    }
 }
 
 /// Pings systemd's watchdog at half its period while the line's supervisor

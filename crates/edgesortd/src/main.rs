@@ -1,5 +1,5 @@
 //! `edgesortd`: the sorting line as a systemd service (see the library).
 
 fn main() -> std::process::ExitCode {
-    edgesortd::main(edgesortd::cpu)
+    edgesortd::main(edgesortd::served)
 }

@@ -276,3 +276,56 @@ fn over_https_it_makes_its_certificate_and_logs_the_fingerprint_and_plain_http_s
         "{log}"
     );
 }
+
+/// Issue 24: `engine.backend` decides what serves. `tensorrt` without an
+/// engine in service refuses to start with status 3, naming the reason;
+/// `auto` starts on the CPU and logs the check that failed, the same one
+/// `edgesort_serve` finds on this machine.
+#[test]
+fn backend_tensorrt_without_an_engine_exits_3_and_auto_names_the_failed_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let expected = {
+        let config = edgesort_types::config::Config::load(&config).unwrap();
+        let served = edgesort_serve::select_on_this_box(
+            &config,
+            edgesort_types::config::BackendChoice::Auto,
+        )
+        .unwrap();
+        served.info.fallback.expect("no engine is in service here")
+    };
+
+    let auto = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        auto.contains("\nbackend = \"auto\"\n"),
+        "the example config changed"
+    );
+    std::fs::write(
+        &config,
+        auto.replace("\nbackend = \"auto\"\n", "\nbackend = \"tensorrt\"\n"),
+    )
+    .unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_edgesortd"))
+        .args(["--config", config.to_str().unwrap(), "--simulate-gpio"])
+        .args(["--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{error}");
+    assert!(
+        error.contains("engine.backend is \"tensorrt\"") && error.contains(&expected.to_string()),
+        "{error}"
+    );
+
+    std::fs::write(&config, &auto).unwrap();
+    let mut daemon = Running::start(dir.path(), &config);
+    daemon.receive("READY=1");
+    daemon.signal(libc::SIGTERM);
+    let (status, log) = daemon.exit();
+    assert!(status.success(), "{status}: {log}");
+    assert!(
+        log.contains(&format!("check=\"{}\"", expected.check()))
+            && log.contains(&format!("running on the CPU: {expected}")),
+        "{log}"
+    );
+}

@@ -389,10 +389,53 @@ pub enum DlaUse {
     Off,
 }
 
+/// Which inference backend serves the line.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// The provisioned TensorRT engine once every check passes (its record,
+    /// bytes, GPU, TensorRT, model and I/O); otherwise the CPU, with the
+    /// `engine_fallback` alarm naming the check that failed.
+    #[default]
+    Auto,
+    /// The provisioned TensorRT engine or nothing: the line refuses to
+    /// start, naming the reason.
+    Tensorrt,
+    /// tract on the CPU, whatever is provisioned.
+    Cpu,
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Tensorrt => "tensorrt",
+            BackendChoice::Cpu => "cpu",
+        })
+    }
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(BackendChoice::Auto),
+            "tensorrt" | "gpu" => Ok(BackendChoice::Tensorrt),
+            "cpu" => Ok(BackendChoice::Cpu),
+            other => Err(format!(
+                "unknown backend {other:?}: auto, tensorrt (or gpu) or cpu"
+            )),
+        }
+    }
+}
+
 /// TensorRT engine settings.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
+    /// Which backend serves the line; see [`BackendChoice`].
+    pub backend: BackendChoice,
     /// The precision asked for; see [`Precision::fallback_chain`].
     pub precision: Precision,
     /// The data partition: engine cache, timing cache, calibrated model and
@@ -426,6 +469,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            backend: BackendChoice::Auto,
             precision: Precision::Int8,
             data_dir: PathBuf::from("/var/lib/edgesort"),
             calibration_images: PathBuf::from("/usr/share/edgesort/calibration/images"),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use edgesort_actuate::{Edge, SimulatedPin};
 use edgesort_api::Access;
-use edgesort_daemon::{Daemon, DaemonSetup, WireInputs, cpu_detector};
+use edgesort_daemon::{Daemon, DaemonSetup, WireInputs, served_detector};
 use edgesort_tls::{Fingerprint, ServerTls};
 use edgesort_types::config::{Config, OtaConfig, SystemConfig};
 use serde_json::Value;
@@ -129,7 +129,11 @@ impl Line {
         let config = Config::load(config_path).unwrap();
         let pins = SimulatedPin::for_ejectors(&config);
         let access = Access::load_or_create(&config.api).unwrap();
-        let (detector, engine) = cpu_detector(&config.model.path, 2);
+        // Chosen as edgesortd chooses, on this machine: with no engine in
+        // service in the test's data folder, `auto` falls back to the CPU.
+        let (detector, engine) = served_detector(
+            edgesort_serve::select_on_this_box(&config, config.engine.backend).unwrap(),
+        );
         let daemon = Arc::new(
             Daemon::start(DaemonSetup {
                 config: config.clone(),
