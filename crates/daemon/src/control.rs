@@ -20,7 +20,7 @@ use crate::capture::capture_stage;
 use crate::config_change::{changed_sections, check_editable, field_changes, split};
 use crate::inference::{Detect, inference_stage};
 use crate::sorting::sorting_stage;
-use crate::stage::{Shared, StageName, lock, supervise};
+use crate::stage::{Shared, StageName, Swap, lock, supervise};
 use crate::status::{
     Alarm, BeltView, Board, CameraStatus, Drops, EstopView, Fps, Frames, GpioStatus, LineState,
     OutputStatus, Status, StoreStatus, ago, database_size, disk_free, disk_low, recently,
@@ -232,6 +232,7 @@ impl Daemon {
             frame_sender,
             ejectors,
             engine,
+            detector,
         ));
 
         let (detected_sender, detected_receiver) = crossbeam_channel::bounded(2);
@@ -243,7 +244,7 @@ impl Daemon {
             ),
             (
                 StageName::Inference,
-                inference_stage(shared.clone(), frames.clone(), detected_sender, detector),
+                inference_stage(shared.clone(), frames.clone(), detected_sender),
             ),
             (
                 StageName::Sorting,
@@ -354,7 +355,8 @@ impl Daemon {
                 ),
             );
         }
-        if let Some(fallback) = &self.shared.engine.fallback {
+        let engine = lock(&self.shared.engine).0.clone();
+        if let Some(fallback) = &engine.fallback {
             alarm("engine_fallback", fallback.clone());
         }
         if disk_low(free) {
@@ -420,7 +422,7 @@ impl Daemon {
             latency_ms: board.latency_by_stage(),
             latency_history_ms: board.latency.history(),
             stages,
-            engine: self.shared.engine.clone(),
+            engine,
             camera: board.camera.clone(),
             gpio: GpioStatus {
                 estop: EstopView {
@@ -609,6 +611,47 @@ impl Daemon {
         Ok("pending".into())
     }
 
+    /// Puts another detector in service without stopping the line: it is
+    /// built and loaded here while the running one serves, and the inference
+    /// stage takes it between two frames. Tracks, planned pulses and the
+    /// frame stream go on as they were; a later restart of the inference
+    /// stage builds from `factory`. Audited as `engine.swap` for `actor`,
+    /// whether it worked or not.
+    pub fn swap_detector(
+        &self,
+        factory: DetectorFactory,
+        engine: EngineInfo,
+        actor: &str,
+    ) -> Result<(), DaemonError> {
+        let from = lock(&self.shared.engine).0.clone();
+        let detail = |result: &str| {
+            serde_json::json!({
+                "result": result,
+                "from": {"backend": from.backend, "model": from.model, "engine_key": from.engine_key},
+                "to": {"backend": engine.backend, "model": engine.model, "engine_key": engine.engine_key},
+            })
+            .to_string()
+        };
+        let detector = match factory(&self.shared.config()) {
+            Ok(detector) => detector,
+            Err(reason) => {
+                self.audit(actor, "engine.swap", &detail(&format!("refused: {reason}")));
+                return Err(DaemonError::BuildSwappedDetector {
+                    backend: engine.backend,
+                    reason,
+                });
+            }
+        };
+        self.audit(actor, "engine.swap", &detail("swapped"));
+        tracing::info!(from = %from.backend, to = %engine.backend, actor, "detector ready; it serves from the next frame");
+        *lock(&self.shared.swap) = Some(Swap {
+            detector,
+            engine,
+            factory,
+        });
+        Ok(())
+    }
+
     /// Resets the e-stop latch for `actor`, audited whatever the result. A
     /// `remote` caller (another machine, through the API) is refused unless
     /// the box allows remote resets (`gpio.estop.remote_reset`).
@@ -651,6 +694,11 @@ impl Daemon {
     /// of the supervision.
     pub fn inject_fault(&self, stage: StageName) {
         self.shared.inject_fault(stage);
+    }
+
+    /// The configuration the line runs with now, live changes included.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.config()
     }
 
     /// The configuration file.

@@ -71,4 +71,12 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// A detector to swap in could not be built; the running one serves on.
+    #[error("cannot build the detector {backend} to swap in: {reason}")]
+    BuildSwappedDetector {
+        /// The detector asked for.
+        backend: String,
+        /// Why.
+        reason: String,
+    },
 }

@@ -6,8 +6,7 @@ use edgesort_infer::{Backend, Detector, DetectorTimes, InferError};
 use edgesort_pipeline::handoff::{CapturedFrame, FrameReceiver};
 use edgesort_types::{Detection, Frame};
 
-use crate::control::DetectorFactory;
-use crate::stage::{Shared, StageBody, StageName};
+use crate::stage::{Shared, StageBody, StageName, lock};
 
 /// A detector of any backend, as the inference stage drives it.
 pub trait Detect: Send {
@@ -37,18 +36,25 @@ pub(crate) enum Detected {
 }
 
 /// Builds a detector (a restart builds a fresh one), then runs it on the
-/// newest frame until the camera stops.
+/// newest frame until the camera stops. Between two frames it takes a
+/// detector swapped in ([`crate::Daemon::swap_detector`]): the frames and
+/// the sorting stage's tracks go on as they were.
 pub(crate) fn inference_stage(
     shared: Arc<Shared>,
     frames: Arc<FrameReceiver>,
     detected: Sender<Detected>,
-    factory: DetectorFactory,
 ) -> StageBody {
     Box::new(move || {
         let config = shared.config();
+        let factory = lock(&shared.engine).1.clone();
         let mut detector = factory(&config)?;
         while let Some(CapturedFrame { frame, decode }) = frames.recv() {
             shared.check_fault(StageName::Inference);
+            if let Some(swap) = lock(&shared.swap).take() {
+                detector = swap.detector;
+                tracing::info!(backend = %swap.engine.backend, "detector swapped in between two frames");
+                *lock(&shared.engine) = (swap.engine, swap.factory);
+            }
             let (detections, times) = detector
                 .detect(&frame)
                 .map_err(|error| format!("detector failed: {error}"))?;

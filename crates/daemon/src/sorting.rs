@@ -1,12 +1,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use edgesort_actuate::{Outcome, PulseRequest};
-use edgesort_decide::Decider;
-use edgesort_store::{FireUpdate, PartRecord, StageLatencies, StoreWrite};
-use edgesort_track::{CloseReason, ClosedTrack, Tracker, TrackerParams};
+use edgesort_pipeline::sorting::{DecidedPart, SortingCore, fire_update, fired_at, latencies};
+use edgesort_store::{StageLatencies, StoreWrite};
 use edgesort_types::config::Config;
 
 use crate::control::{Overlay, Snapshot};
@@ -32,8 +30,7 @@ pub(crate) fn sorting_stage(
     Box::new(move || {
         let config = shared.config();
         let mut sorter = Sorter {
-            tracker: Tracker::new(TrackerParams::from_config(&config)),
-            decider: Decider::new(&config),
+            core: SortingCore::new(&config),
             config,
             shared: &shared,
             store: &store,
@@ -56,8 +53,7 @@ pub(crate) fn sorting_stage(
 }
 
 struct Sorter<'a> {
-    tracker: Tracker,
-    decider: Decider,
+    core: SortingCore,
     config: Arc<Config>,
     shared: &'a Shared,
     store: &'a Sender<StoreWrite>,
@@ -67,7 +63,7 @@ impl Sorter<'_> {
     fn pick_up_new_rules(&mut self) {
         if let Some(config) = lock(&self.shared.new_rules).take() {
             tracing::info!("sorting rules changed");
-            self.decider = Decider::new(&config);
+            self.core.change_rules(&config);
             self.config = config;
         }
     }
@@ -79,33 +75,15 @@ impl Sorter<'_> {
             times,
             decode,
         } = detected;
-        let started = Instant::now();
-        let closed = self.tracker.update(frame.captured_at, &detections);
-        // A part that left the view downstream moved along the belt: the
-        // encoder's silence rule weighs that against its edges.
-        if let Some(moved) = closed
-            .iter()
-            .filter(|track| track.reason == CloseReason::LeftView)
-            .map(|track| track.last_seen)
-            .max()
-        {
+        let step = self.core.step(frame.captured_at, &detections);
+        if let Some(moved) = step.moved {
             self.shared.ejectors.parts_moving(moved);
         }
-        let latencies = |track_decide: Duration| StageLatencies {
-            decode_us: decode.as_micros() as u64,
-            preprocess_us: times.preprocess.as_micros() as u64,
-            inference_us: times.inference.as_micros() as u64,
-            postprocess_us: times.postprocess.as_micros() as u64,
-            track_decide_us: track_decide.as_micros() as u64,
-        };
-        let decided: Vec<_> = closed
-            .iter()
-            .map(|track| (track, self.decider.decide(track)))
-            .collect();
-        let track_decide = started.elapsed();
-        for (track, decision) in decided {
-            self.act(track, &decision, latencies(track_decide))?;
+        let latencies = latencies(decode, &times, step.track_decide);
+        for part in &step.parts {
+            self.act(part, latencies)?;
         }
+        let track_decide = step.track_decide;
 
         let now = Instant::now();
         let decided_at = self.shared.clock.now();
@@ -147,14 +125,16 @@ impl Sorter<'_> {
                 .cloned()
                 .unwrap_or_else(|| format!("class {}", class.0))
         };
-        let lanes = self.decider.lanes();
+        let decider = self.core.decider();
+        let lanes = decider.lanes();
         let tracks = self
-            .tracker
+            .core
+            .tracker()
             .open_views()
             .into_iter()
             .filter(|view| view.last_seen == frame.captured_at)
             .map(|view| {
-                let (lane, _) = self.decider.route(view.class, view.confidence);
+                let (lane, _) = decider.route(view.class, view.confidence);
                 Overlay {
                     bbox: view.bbox,
                     label: format!("#{} {} > {}", view.id, class_name(view.class), lanes[lane]),
@@ -182,9 +162,8 @@ impl Sorter<'_> {
     }
 
     fn end_of_input(&mut self) -> Result<(), String> {
-        for track in self.tracker.finish() {
-            let decision = self.decider.decide(&track);
-            self.act(&track, &decision, StageLatencies::default())?;
+        for part in self.core.finish() {
+            self.act(&part, StageLatencies::default())?;
         }
         self.shared.ejectors.end_input();
         self.shared.board().input_ended = true;
@@ -192,46 +171,32 @@ impl Sorter<'_> {
         Ok(())
     }
 
-    fn act(
-        &mut self,
-        track: &ClosedTrack,
-        decision: &edgesort_decide::Decision,
-        latencies: StageLatencies,
-    ) -> Result<(), String> {
+    fn act(&mut self, part: &DecidedPart, latencies: StageLatencies) -> Result<(), String> {
+        // Numbered by the daemon, not the tracker: a restarted stage starts
+        // a new tracker, and part ids stay unique for the store.
         let part_id = self.shared.next_part_id.fetch_add(1, Ordering::Relaxed);
-        let class = self.config.model.classes[decision.class.0 as usize].clone();
-        let lane = self.decider.lanes()[decision.lane].clone();
-        tracing::debug!(part = part_id, track = track.id, %class, %lane, "decided");
-        self.write(StoreWrite::Part(PartRecord {
+        tracing::debug!(part = part_id, track = part.track.id, class = %part.class, lane = %part.lane, "decided");
+        self.write(StoreWrite::Part(part.record(
             part_id,
-            class: class.clone(),
-            confidence: decision.confidence,
-            lane,
-            reason: decision.reason.as_str().to_string(),
-            decided_at_ns: self.shared.clock.now().as_nanos(),
-            decided_unix_ms: unix_ms(),
-            seen_at_ns: Some(track.last_seen.as_nanos()),
-            planned_fire_ns: decision.fire.map(|plan| plan.fire_at.as_nanos()),
+            self.shared.clock.now(),
             latencies,
-        }))?;
+        )))?;
         {
             let mut board = self.shared.board();
             board.counts.parts += 1;
-            *board.counts.per_class.entry(class).or_insert(0) += 1;
-            if decision.fire.is_some() {
+            *board
+                .counts
+                .per_class
+                .entry(part.class.clone())
+                .or_insert(0) += 1;
+            if part.decision.fire.is_some() {
                 board.pulses_scheduled += 1;
             }
         }
-        if let Some(plan) = decision.fire {
+        if let Some(pulse) = part.pulse(part_id) {
             self.shared
                 .ejectors
-                .schedule(PulseRequest {
-                    part_id,
-                    ejector: plan.ejector,
-                    seen_at: plan.seen_at,
-                    distance_mm: plan.distance_mm,
-                    duration: plan.pulse,
-                })
+                .schedule(pulse)
                 .map_err(|error| format!("ejectors failed: {error}"))?;
         }
         Ok(())
@@ -252,10 +217,7 @@ impl Sorter<'_> {
                 lock(&self.shared.manual).insert(request.part_id, report.outcome.as_str().into());
                 continue;
             }
-            let actual = match report.outcome {
-                Outcome::Fired { actual } => Some(actual),
-                _ => None,
-            };
+            let actual = fired_at(&report);
             {
                 let lane = &self.config.ejectors[request.ejector].lane;
                 let mut board = self.shared.board();
@@ -276,11 +238,7 @@ impl Sorter<'_> {
             }
             // The store outlives this stage on shutdown, so this only fails
             // when the store is already gone and then nothing can be kept.
-            let _ = self.write(StoreWrite::Fire(FireUpdate {
-                part_id: request.part_id,
-                outcome: report.outcome.as_str().to_string(),
-                actual_fire_ns: actual.map(|time| time.as_nanos()),
-            }));
+            let _ = self.write(StoreWrite::Fire(fire_update(&report)));
         }
     }
 
@@ -298,10 +256,4 @@ impl Sorter<'_> {
             std::thread::sleep(IDLE_POLL);
         }
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }

@@ -10,7 +10,8 @@ use edgesort_types::config::Config;
 use edgesort_types::{Clock, MonotonicClock};
 use serde::Serialize;
 
-use crate::control::{EngineInfo, Snapshot};
+use crate::control::{DetectorFactory, EngineInfo, Snapshot};
+use crate::inference::Detect;
 use crate::status::{Board, StageStatus};
 
 /// First wait before restarting a failed stage; it doubles per failure.
@@ -73,7 +74,12 @@ pub(crate) struct Shared {
     pub snapshot: Mutex<Option<Arc<Snapshot>>>,
     pub frames: FrameSender,
     pub ejectors: EjectorScheduler,
-    pub engine: EngineInfo,
+    /// The detector in service: what it is, and what builds it again when
+    /// the inference stage restarts.
+    pub engine: Mutex<(EngineInfo, DetectorFactory)>,
+    /// A detector built and loaded beside the running one, for the
+    /// inference stage to take between two frames.
+    pub swap: Mutex<Option<Swap>>,
     /// Faults asked for by a chaos test, one per stage.
     faults: [AtomicBool; 4],
     pub stopping: AtomicBool,
@@ -83,6 +89,13 @@ pub(crate) struct Shared {
     pub next_manual_id: AtomicU64,
     /// Sections changed through the API that take effect on restart.
     pub pending_restart: Mutex<Vec<String>>,
+}
+
+/// A detector waiting to go into service.
+pub(crate) struct Swap {
+    pub detector: Box<dyn Detect>,
+    pub engine: EngineInfo,
+    pub factory: DetectorFactory,
 }
 
 /// Test pulses carry ids from here up, apart from parts.
@@ -102,6 +115,7 @@ impl Shared {
         frames: FrameSender,
         ejectors: EjectorScheduler,
         engine: EngineInfo,
+        detector: DetectorFactory,
     ) -> Self {
         let stages = StageName::ALL
             .iter()
@@ -122,7 +136,8 @@ impl Shared {
             snapshot: Mutex::new(None),
             frames,
             ejectors,
-            engine,
+            engine: Mutex::new((engine, detector)),
+            swap: Mutex::new(None),
             faults: Default::default(),
             stopping: AtomicBool::new(false),
             manual: Mutex::new(HashMap::new()),

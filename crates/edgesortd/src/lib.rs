@@ -143,6 +143,7 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
         .with_context(|| format!("listening on {bind} (api.bind)"))?;
     let updates = edgesort_api::Updates::from(&system.ota);
     let api = config.api.clone();
+    let active = edgesort_provision::DataPaths::new(&config.engine.data_dir).active();
     let (daemon, _failsafes) = start_line(&args, config, choose)?;
     let daemon = Arc::new(daemon);
     let listening = listener.local_addr().unwrap_or(bind);
@@ -163,10 +164,13 @@ fn run(args: Args, choose: ChooseDetector) -> Result<()> {
         let shutdown = signals(daemon.clone());
         let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("sorting")]);
         let watchdog = tokio::spawn(feed_watchdog(Arc::downgrade(&daemon)));
+        let follower = tokio::spawn(follow_provisioning(Arc::downgrade(&daemon), active, choose));
         let limits = edgesort_api::Limits::from(&api);
         let served = edgesort_api::serve(listener, router, limits, tls, shutdown).await;
         watchdog.abort();
+        follower.abort();
         let _ = watchdog.await;
+        let _ = follower.await;
         served
     });
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
@@ -321,6 +325,8 @@ fn start_line(
 /// The backend `engine.backend` asks for, as [`edgesort_serve::select`]
 /// decides on this box: the provisioned TensorRT engine, or tract on the
 /// CPU with the `engine_fallback` alarm naming the check that failed.
+/// Chosen again whenever provisioning's record changes, and swapped in
+/// without stopping the line when the choice differs.
 pub fn served(config: &Config) -> Result<(DetectorFactory, EngineInfo)> {
     let served = edgesort_serve::select_on_this_box(config, config.engine.backend)?;
     Ok(served_detector(served))
@@ -343,6 +349,57 @@ fn start<P: OutputPin + Send + 'static>(
         pins,
         inputs,
     })?)
+}
+
+/// How often the provisioning record is looked at.
+const FOLLOW_PERIOD: Duration = Duration::from_secs(5);
+
+/// Swaps in the detector `choose` picks whenever provisioning's record
+/// (`active.json`) changes, as when provisioning or an update activates a
+/// new engine: the line sorts on, with the old detector serving until the
+/// new one has loaded ([`Daemon::swap_detector`], audited as
+/// `engine.swap`).
+async fn follow_provisioning(
+    daemon: std::sync::Weak<Daemon>,
+    active: PathBuf,
+    choose: ChooseDetector,
+) {
+    let stamp = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|meta| (meta.modified().ok(), meta.len()))
+    };
+    let mut seen = stamp(&active);
+    let mut ticks = tokio::time::interval(FOLLOW_PERIOD);
+    loop {
+        ticks.tick().await;
+        let now = stamp(&active);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let Some(daemon) = daemon.upgrade() else {
+            return;
+        };
+        tracing::info!(record = %active.display(), "the engine in service changed; choosing the detector again");
+        // Loading an engine blocks for seconds: not on an async worker.
+        let _ = tokio::task::spawn_blocking(move || {
+            let config = daemon.config();
+            let (factory, engine) = match choose(&config) {
+                Ok(chosen) => chosen,
+                Err(error) => {
+                    return tracing::error!("{error:#}; the detector in service serves on");
+                }
+            };
+            if engine == daemon.status().engine {
+                return tracing::info!(backend = %engine.backend, "the detector in service is still the one chosen");
+            }
+            if let Err(error) = daemon.swap_detector(factory, engine, "provisioning") {
+                tracing::error!("{error:#}; the detector in service serves on");
+            }
+        })
+        .await;
+    }
 }
 
 /// Pings systemd's watchdog at half its period while the line's supervisor

@@ -26,8 +26,10 @@ mod error;
 pub mod handoff;
 mod report;
 mod run;
+pub mod sorting;
 mod stats;
 
 pub use error::PipelineError;
 pub use report::{DecisionRecord, RunReport, StageSummary};
 pub use run::{Pacing, run_replay, run_replay_observed};
+pub use stats::StageHistogram;

@@ -5,20 +5,19 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use edgesort_actuate::{
-    EjectorBank, EjectorScheduler, Limits, Outcome, PulseReport, PulseRequest, SchedulerOptions,
-    belt_motion, ejector_specs,
+    EjectorBank, EjectorScheduler, Limits, PulseReport, SchedulerOptions, belt_motion,
+    ejector_specs,
 };
 use edgesort_capture::ReplaySource;
-use edgesort_decide::{Decider, Decision};
 use edgesort_infer::{Backend, Detector};
-use edgesort_store::{FireUpdate, PartRecord, StageLatencies, Store, StoreError, StoreWrite};
-use edgesort_track::{ClosedTrack, Tracker, TrackerParams};
+use edgesort_store::{StageLatencies, Store, StoreError, StoreWrite};
 use edgesort_types::config::{Config, EjectorConfig};
 use edgesort_types::{Clock, Detection, Frame, ManualClock, MonotonicClock, Timestamp};
 use embedded_hal::digital::OutputPin;
 
 use crate::ejectors::Ejectors;
 use crate::handoff::{CapturedFrame, FrameReceiver, latest_frame, lossless};
+use crate::sorting::{DecidedPart, SortingCore, fire_update, fired_at, latencies};
 use crate::stats::StageHistogram;
 use crate::{DecisionRecord, PipelineError, RunReport};
 
@@ -164,8 +163,7 @@ where
         config,
         clock,
         origin,
-        tracker: Tracker::new(TrackerParams::from_config(config)),
-        decider: Decider::new(config),
+        core: SortingCore::new(config),
         store_queue,
         store_failed: false,
         decisions: Vec::new(),
@@ -290,8 +288,7 @@ struct Line<'a> {
     config: &'a Config,
     clock: Arc<dyn Clock>,
     origin: Timestamp,
-    tracker: Tracker,
-    decider: Decider,
+    core: SortingCore,
     store_queue: Sender<StoreWrite>,
     store_failed: bool,
     decisions: Vec<DecisionRecord>,
@@ -321,24 +318,11 @@ impl Line<'_> {
             ejectors.advance_to(frame.captured_at)?;
             let (detections, times) = detector.detect(&frame)?;
             observe(&frame, &detections);
-            let track_started = Instant::now();
-            let closed = self.tracker.update(frame.captured_at, &detections);
-            let decisions: Vec<_> = closed
-                .iter()
-                .map(|track| self.decider.decide(track))
-                .collect();
-            let track_decide = track_started.elapsed();
-
-            let latencies = StageLatencies {
-                decode_us: decode.as_micros() as u64,
-                preprocess_us: times.preprocess.as_micros() as u64,
-                inference_us: times.inference.as_micros() as u64,
-                postprocess_us: times.postprocess.as_micros() as u64,
-                track_decide_us: track_decide.as_micros() as u64,
-            };
+            let step = self.core.step(frame.captured_at, &detections);
+            let latencies = latencies(decode, &times, step.track_decide);
             let now = self.clock.now();
-            for (track, decision) in closed.iter().zip(&decisions) {
-                self.act(track, decision, now, latencies, ejectors)?;
+            for part in &step.parts {
+                self.act(part, now, latencies, ejectors)?;
             }
             ejectors.heartbeat(now);
             self.record_reports(ejectors.take_reports());
@@ -348,7 +332,7 @@ impl Line<'_> {
             self.stages.preprocess.record(times.preprocess);
             self.stages.inference.record(times.inference);
             self.stages.postprocess.record(times.postprocess);
-            self.stages.track_decide.record(track_decide);
+            self.stages.track_decide.record(step.track_decide);
             if let Some(age) = self.stages.frame_age.as_mut() {
                 age.record(self.clock.now().saturating_since(frame.captured_at));
             }
@@ -367,15 +351,8 @@ impl Line<'_> {
         P: OutputPin + Send + 'static,
     {
         let now = self.clock.now().max(last_frame);
-        for track in self.tracker.finish() {
-            let decision = self.decider.decide(&track);
-            self.act(
-                &track,
-                &decision,
-                now,
-                StageLatencies::default(),
-                &mut ejectors,
-            )?;
+        for part in self.core.finish() {
+            self.act(&part, now, StageLatencies::default(), &mut ejectors)?;
         }
         let reports = ejectors.finish()?;
         self.record_reports(reports);
@@ -384,8 +361,7 @@ impl Line<'_> {
 
     fn act<P>(
         &mut self,
-        track: &ClosedTrack,
-        decision: &Decision,
+        part: &DecidedPart,
         now: Timestamp,
         latencies: StageLatencies,
         ejectors: &mut Ejectors<P>,
@@ -393,8 +369,12 @@ impl Line<'_> {
     where
         P: OutputPin + Send + 'static,
     {
-        let class = self.config.model.classes[decision.class.0 as usize].clone();
-        let lane = self.decider.lanes()[decision.lane].clone();
+        let DecidedPart {
+            track,
+            decision,
+            class,
+            lane,
+        } = part;
         tracing::debug!(part = decision.part_id, %class, %lane, confidence = decision.confidence, "decided");
         self.decision_index
             .insert(decision.part_id, self.decisions.len());
@@ -417,28 +397,13 @@ impl Line<'_> {
             fire_outcome: None,
             actual_fire_s: None,
         });
-        self.store(StoreWrite::Part(PartRecord {
-            part_id: decision.part_id,
-            class,
-            confidence: decision.confidence,
-            lane,
-            reason: decision.reason.as_str().to_string(),
-            decided_at_ns: now.as_nanos(),
-            decided_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_millis() as i64),
-            seen_at_ns: Some(track.last_seen.as_nanos()),
-            planned_fire_ns: decision.fire.map(|plan| plan.fire_at.as_nanos()),
+        self.store(StoreWrite::Part(part.record(
+            decision.part_id,
+            now,
             latencies,
-        }));
-        if let Some(plan) = decision.fire {
-            ejectors.schedule(PulseRequest {
-                part_id: decision.part_id,
-                ejector: plan.ejector,
-                seen_at: plan.seen_at,
-                distance_mm: plan.distance_mm,
-                duration: plan.pulse,
-            })?;
+        )));
+        if let Some(pulse) = part.pulse(decision.part_id) {
+            ejectors.schedule(pulse)?;
         }
         Ok(())
     }
@@ -446,10 +411,7 @@ impl Line<'_> {
     fn record_reports(&mut self, reports: Vec<PulseReport>) {
         for report in reports {
             let request = report.request;
-            let actual = match report.outcome {
-                Outcome::Fired { actual } => Some(actual),
-                _ => None,
-            };
+            let actual = fired_at(&report);
             let lane = self.config.ejectors[request.ejector].lane.clone();
             match actual {
                 Some(_) => *self.ejections_per_lane.entry(lane).or_insert(0) += 1,
@@ -467,11 +429,7 @@ impl Line<'_> {
                 record.fire_outcome = Some(report.outcome.as_str().to_string());
                 record.actual_fire_s = actual_s;
             }
-            self.store(StoreWrite::Fire(FireUpdate {
-                part_id: request.part_id,
-                outcome: report.outcome.as_str().to_string(),
-                actual_fire_ns: actual.map(Timestamp::as_nanos),
-            }));
+            self.store(StoreWrite::Fire(fire_update(&report)));
         }
     }
 
