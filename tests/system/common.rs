@@ -7,8 +7,11 @@ use edgesort_infer::Detector;
 use edgesort_infer_tract::TractBackend;
 use edgesort_types::config::Config;
 
+/// The repository: where it was built, or `EDGESORT_REPO` where the test
+/// binary runs on another machine (the lent GPU).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("EDGESORT_REPO")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 pub fn demo_clip() -> PathBuf {

@@ -6,6 +6,7 @@ mod common;
 #[path = "../engine_double/mod.rs"]
 mod engine_double;
 mod eval;
+mod gpu_line;
 mod provision;
 mod replay;
 mod yocto;

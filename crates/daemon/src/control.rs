@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::capture::capture_stage;
 use crate::config_change::{changed_sections, check_editable, field_changes, split};
-use crate::inference::{Detect, inference_stage};
+use crate::inference::inference_stage;
 use crate::sorting::sorting_stage;
 use crate::stage::{Shared, StageName, Swap, lock, supervise};
 use crate::status::{
@@ -27,6 +27,7 @@ use crate::status::{
 };
 use crate::store_stage::store_stage;
 use crate::{ConfigApplied, ConfigRejected, DaemonError};
+use edgesort_infer::Detect;
 
 /// Builds a detector for the configuration; called again on every restart
 /// of the inference stage.

@@ -2,23 +2,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use edgesort_infer::{Backend, Detector, DetectorTimes, InferError};
+use edgesort_infer::DetectorTimes;
 use edgesort_pipeline::handoff::{CapturedFrame, FrameReceiver};
 use edgesort_types::{Detection, Frame};
 
 use crate::stage::{Shared, StageBody, StageName, lock};
-
-/// A detector of any backend, as the inference stage drives it.
-pub trait Detect: Send {
-    /// Detections in `frame`, with the time each step took.
-    fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError>;
-}
-
-impl<B: Backend + Send> Detect for Detector<B> {
-    fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
-        Detector::detect(self, frame)
-    }
-}
 
 /// A frame with what the detector found in it.
 pub(crate) struct DetectedFrame {

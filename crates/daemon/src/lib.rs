@@ -42,9 +42,9 @@ pub use control::{
     ResetLog, Snapshot, WireInputs,
 };
 pub use edgesort_actuate::{EstopState, ResetDone, ResetRefused};
+pub use edgesort_infer::Detect;
 pub use engines::served_detector;
 pub use error::DaemonError;
-pub use inference::Detect;
 pub use recorded::recorded_detector;
 pub use stage::StageName;
 pub use status::{

@@ -11,8 +11,8 @@ use edgesort_types::{Clock, MonotonicClock};
 use serde::Serialize;
 
 use crate::control::{DetectorFactory, EngineInfo, Snapshot};
-use crate::inference::Detect;
 use crate::status::{Board, StageStatus};
+use edgesort_infer::Detect;
 
 /// First wait before restarting a failed stage; it doubles per failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);

@@ -2,13 +2,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use edgesort_bench::{Clip, ClipReport, TargetReport, bench_clip, bench_targets, generate_from};
-use edgesort_serve::{Served, ServedBackend, select_on_this_box};
+use edgesort_infer::Detector;
+use edgesort_infer_tract::TractBackend;
+use edgesort_serve::{ServedBackend, select_on_this_box};
 use edgesort_types::config::{BackendChoice, Config};
 
 use crate::{BUNDLED_CLIP, BUNDLED_CONFIG};
 
 /// The full-size recording, beside the checkout on development machines.
-const SHARED_WIDE_CLIP: &str = match option_env!("EDGESORT_PACKAGED") {
+pub(crate) const SHARED_WIDE_CLIP: &str = match option_env!("EDGESORT_PACKAGED") {
     Some(_) => "/usr/share/edgesort/clip_a",
     None => concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/clip_a"),
 };
@@ -162,9 +164,22 @@ pub struct PipelineArgs {
     #[arg(long)]
     pub json: bool,
     /// Which detector: auto, tensorrt (or gpu) or cpu, chosen as edgesortd
-    /// chooses. Default: the configuration's engine.backend.
+    /// chooses. Default: the configuration's engine.backend. Where an
+    /// engine serves, the GPU line is timed frame by frame at the camera's
+    /// pace; on the CPU, each stage on its own.
     #[arg(long)]
     pub backend: Option<BackendChoice>,
+    /// With `--backend gpu`: time the GPU line with a TEST DOUBLE in place
+    /// of TensorRT, which writes the CPU backend's output recorded for each
+    /// frame (a machine with a GPU but no TensorRT).
+    #[arg(long)]
+    pub engine_double: bool,
+    /// Seconds the GPU line is fed for.
+    #[arg(long, default_value_t = 60.0)]
+    pub seconds: f64,
+    /// Frame rate the GPU line is fed at.
+    #[arg(long, default_value_t = 60.0)]
+    pub fps: f64,
 }
 
 pub fn run_bench_command(command: BenchCommand) -> Result<()> {
@@ -179,12 +194,23 @@ pub fn run_bench_command(command: BenchCommand) -> Result<()> {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cores| cores.get()));
-    let mut served = select_on_this_box(&config, choice)?;
-    if served.info.backend == ServedBackend::Cpu {
-        served = Served::cpu(&config.model.path, threads, served.info.fallback);
+    if args.engine_double {
+        anyhow::ensure!(
+            choice == BackendChoice::Tensorrt,
+            "--engine-double stands in for TensorRT: it goes with --backend gpu"
+        );
+        return crate::gpu_line::run_gpu_line_bench(&config, &args);
     }
+    let served = select_on_this_box(&config, choice)?;
     eprintln!("{}", crate::replay::describe(&served.info));
-    let load = || served.detector(&config.model);
+    if served.info.backend == ServedBackend::Tensorrt {
+        return crate::gpu_line::run_gpu_line_bench(&config, &args);
+    }
+    // The CPU stages, each timed on its own: tract's detector.
+    let load = || -> Result<Detector<TractBackend>> {
+        let backend = TractBackend::load(&config.model.path)?.with_threads(threads);
+        Ok(Detector::for_model(backend, &config.model)?)
+    };
 
     let clips = match &args.clip {
         Some(dir) => vec![Clip::load(dir)?],

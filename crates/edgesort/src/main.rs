@@ -11,6 +11,7 @@ mod camera;
 mod client;
 mod eval;
 mod gpio;
+mod gpu_line;
 mod ota;
 mod provision;
 mod replay;

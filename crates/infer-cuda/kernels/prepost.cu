@@ -148,10 +148,22 @@ struct Candidate {
     int anchor;
 };
 
+// One value of the engine's output, FP32 or FP16 (widened exactly, as
+// half::f16::to_f32 on the CPU).
+__device__ __forceinline__ float output_at(const void* output, int half_output, size_t index) {
+    if (half_output) {
+        const unsigned short bits = ((const unsigned short*)output)[index];
+        float value;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(value) : "h"(bits));
+        return value;
+    }
+    return ((const float*)output)[index];
+}
+
 // One thread per anchor: the best class (first on ties), kept when it
 // reaches the confidence; appended in no particular order.
-extern "C" __global__ void decode(const float* output, int classes, int anchors, float confidence,
-    Candidate* candidates, int* count) {
+extern "C" __global__ void decode(const void* output, int half_output, int classes, int anchors,
+    float confidence, Candidate* candidates, int* count) {
     const int anchor = blockIdx.x * blockDim.x + threadIdx.x;
     if (anchor >= anchors) {
         return;
@@ -159,7 +171,7 @@ extern "C" __global__ void decode(const float* output, int classes, int anchors,
     int best_class = 0;
     float best_score = __int_as_float(0xff800000); // -infinity
     for (int c = 0; c < classes; ++c) {
-        float score = output[(size_t)(4 + c) * anchors + anchor];
+        float score = output_at(output, half_output, (size_t)(4 + c) * anchors + anchor);
         if (score > best_score) {
             best_score = score;
             best_class = c;
@@ -168,10 +180,10 @@ extern "C" __global__ void decode(const float* output, int classes, int anchors,
     if (!(best_score >= confidence)) {
         return;
     }
-    const float cx = output[anchor];
-    const float cy = output[(size_t)anchors + anchor];
-    const float half_w = output[(size_t)2 * anchors + anchor] * 0.5f;
-    const float half_h = output[(size_t)3 * anchors + anchor] * 0.5f;
+    const float cx = output_at(output, half_output, anchor);
+    const float cy = output_at(output, half_output, (size_t)anchors + anchor);
+    const float half_w = output_at(output, half_output, (size_t)2 * anchors + anchor) * 0.5f;
+    const float half_h = output_at(output, half_output, (size_t)3 * anchors + anchor) * 0.5f;
     const int at = atomicAdd(count, 1);
     Candidate found;
     found.x1 = cx - half_w;

@@ -38,6 +38,14 @@ pub enum GpuError {
     /// A frame or tensor shape the kernels cannot serve.
     #[error("{0}")]
     Geometry(String),
+    /// The inference engine failed.
+    #[error("the engine could not {action}")]
+    Engine {
+        /// What it was asked to do.
+        action: &'static str,
+        /// Its error.
+        source: crate::EngineError,
+    },
 }
 
 /// Wraps a driver error with what was being done.

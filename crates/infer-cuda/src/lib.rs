@@ -20,15 +20,21 @@
 #![deny(missing_docs)]
 
 mod bench;
+mod detector;
+mod engine;
 mod error;
 mod gpu;
 mod memory;
 mod postprocess;
 mod preprocess;
+mod recorded;
 
 pub use bench::{GpuBenchReport, StageTiming, bench_gpu};
+pub use detector::{GpuDetector, GpuTimes};
+pub use engine::{DeviceEngine, EngineError, EngineTensor};
 pub use error::GpuError;
 pub use gpu::{DeviceInfo, Gpu, MemoryMode, probe_device};
 pub use memory::DeviceBuffer;
 pub use postprocess::GpuDecoder;
 pub use preprocess::{GpuLetterbox, TensorType};
+pub use recorded::{OutputRecorder, RecordedOutputEngine, RecordedRun};

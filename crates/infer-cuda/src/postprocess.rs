@@ -6,7 +6,7 @@ use edgesort_types::{BoundingBox, ClassId};
 
 use crate::error::driver;
 use crate::memory::{DeviceBuffer, SharedBuffer};
-use crate::{Gpu, GpuError, MemoryMode};
+use crate::{Gpu, GpuError, MemoryMode, TensorType};
 
 /// A candidate as the kernels write it (`struct Candidate` in
 /// `kernels/prepost.cu`).
@@ -65,6 +65,7 @@ pub struct GpuDecoder {
     classes: usize,
     anchors: usize,
     params: DecodeParams,
+    output_type: TensorType,
     output: DeviceBuffer,
     candidates: DeviceBuffer,
     positions: DeviceBuffer,
@@ -125,8 +126,16 @@ impl GpuDecoder {
             classes,
             anchors,
             params,
+            output_type: TensorType::F32,
             words,
         })
+    }
+
+    /// Reads the output as FP16 instead (an engine with half-precision
+    /// outputs); the buffer is sized for FP32 either way.
+    pub fn with_output_type(mut self, output_type: TensorType) -> Self {
+        self.output_type = output_type;
+        self
     }
 
     /// The model output buffer (`(4 + classes) x anchors` f32) the engine
@@ -135,8 +144,8 @@ impl GpuDecoder {
         &self.output
     }
 
-    /// Copies a model output in (tests and benchmarks; on the line the
-    /// engine writes it).
+    /// Copies an FP32 model output in (tests and benchmarks; on the line
+    /// the engine writes it).
     pub fn upload_output(&self, output: &[f32]) -> Result<(), GpuError> {
         if output.len() != (4 + self.classes) * self.anchors {
             return Err(GpuError::Geometry(format!(
@@ -211,9 +220,11 @@ impl GpuDecoder {
                 // SAFETY: the count is one i32 at the start of `counts`.
                 unsafe { result::memset_d8_async(counts, 0, 4, stream.cu_stream()) }
                     .map_err(driver("reset the count"))?;
+                let half_output = i32::from(self.output_type == TensorType::F16);
                 let mut decode = stream.launch_builder(&gpu.decode);
                 decode
                     .arg(&output)
+                    .arg(&half_output)
                     .arg(&classes)
                     .arg(&anchors)
                     .arg(&confidence)

@@ -15,6 +15,22 @@ pub struct DecodeParams {
     pub labels: LabelsPerBox,
 }
 
+/// Detections kept per frame at most; a belt never shows this many parts.
+const MAX_DETECTIONS: usize = 300;
+
+impl DecodeParams {
+    /// The thresholds of `[model]` in the configuration, the best class per
+    /// box.
+    pub fn for_model(model: &edgesort_types::config::ModelConfig) -> Self {
+        DecodeParams {
+            confidence: model.confidence,
+            iou: model.iou,
+            max_detections: MAX_DETECTIONS,
+            labels: LabelsPerBox::Best,
+        }
+    }
+}
+
 /// How many candidates one anchor may give.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LabelsPerBox {

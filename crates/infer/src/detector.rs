@@ -1,15 +1,12 @@
 use std::time::{Duration, Instant};
 
 use edgesort_types::config::ModelConfig;
-use edgesort_types::{BoundingBox, Detection, Frame};
+use edgesort_types::{Detection, Frame};
 
 use crate::{
-    Backend, Candidate, DecodeParams, InferError, InputShape, LabelsPerBox, Letterbox, Resampler,
+    Backend, Candidate, DecodeParams, InferError, InputShape, Letterbox, ModelIo, Resampler,
     decode_yolo, non_max_suppression,
 };
-
-/// Detections kept per frame at most; a belt never shows this many parts.
-const MAX_DETECTIONS: usize = 300;
 
 /// YOLOv8 heads sit at these downsampling factors; the anchor count follows.
 const STRIDES: [usize; 3] = [8, 16, 32];
@@ -23,6 +20,27 @@ pub struct DetectorTimes {
     pub inference: Duration,
     /// Decode and NMS.
     pub postprocess: Duration,
+}
+
+/// Anything that finds the parts in a frame: the CPU pipeline over a
+/// [`Backend`] ([`Detector`]), or the GPU one (`edgesort-infer-cuda`'s
+/// `GpuDetector`), as the line drives it.
+pub trait Detect: Send {
+    /// Detections in `frame`, in frame pixels, best first, with the time
+    /// each step took.
+    fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError>;
+}
+
+impl<B: Backend> Detect for Detector<B> {
+    fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
+        Detector::detect(self, frame)
+    }
+}
+
+impl<D: Detect + ?Sized> Detect for Box<D> {
+    fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
+        (**self).detect(frame)
+    }
 }
 
 /// A YOLOv8 detector over any [`Backend`].
@@ -47,56 +65,14 @@ impl<B: Backend> Detector<B> {
         input_size: u32,
         params: DecodeParams,
     ) -> Result<Self, InferError> {
-        let io = backend.io();
-        let not_yolo = |reason: String| InferError::NotYolo {
-            model: io.model.clone(),
-            reason,
-        };
-        let [input] = io.inputs.as_slice() else {
-            return Err(not_yolo(format!(
-                "it has {} inputs, expected 1 image input",
-                io.inputs.len()
-            )));
-        };
-        let [output] = io.outputs.as_slice() else {
-            return Err(not_yolo(format!(
-                "it has {} outputs, expected 1",
-                io.outputs.len()
-            )));
-        };
-        let input_axes = input.shape.as_deref().unwrap_or(&[None, None, None, None]);
-        if input_axes.len() != 4 || input_axes[1].is_some_and(|channels| channels != 3) {
-            return Err(not_yolo(format!(
-                "input {:?} has shape {}, expected [batch, 3, height, width]",
-                input.name,
-                show_shape(input_axes)
-            )));
-        }
-        // A model that leaves its output rank to shape inference is checked
-        // on its first run instead (see `check_output_shape`).
-        let rows = 4 + classes;
-        if let Some(axes) = &output.shape
-            && (axes.len() != 3 || axes[1].is_some_and(|found| found != rows))
-        {
-            return Err(not_yolo(format!(
-                "output {:?} has shape {}, expected [batch, {rows}, anchors] (4 box rows + {classes} classes)",
-                output.name,
-                show_shape(axes)
-            )));
-        }
-        let input_shape = match (input_axes[2], input_axes[3]) {
-            (Some(height), Some(width)) => InputShape::Fixed {
-                width: width as u32,
-                height: height as u32,
-            },
-            _ => InputShape::Dynamic {
-                stride: STRIDES[2] as u32,
-                max_side: input_size,
-            },
-        };
+        let YoloIo {
+            input,
+            output,
+            input_shape,
+        } = yolo_io(backend.io(), classes, input_size)?;
         Ok(Detector {
-            input_name: input.name.clone(),
-            output_name: output.name.clone(),
+            input_name: input,
+            output_name: output,
             backend,
             classes,
             input_shape,
@@ -113,12 +89,7 @@ impl<B: Backend> Detector<B> {
             backend,
             model.classes.len(),
             model.input_size,
-            DecodeParams {
-                confidence: model.confidence,
-                iou: model.iou,
-                max_detections: MAX_DETECTIONS,
-                labels: LabelsPerBox::Best,
-            },
+            DecodeParams::for_model(model),
         )
     }
 
@@ -142,6 +113,11 @@ impl<B: Backend> Detector<B> {
         self.input_shape = InputShape::Fixed { width, height };
         self.resampler = None;
         Ok(self)
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     /// The raw model output of the last [`Detector::detect`], with its shape,
@@ -195,7 +171,12 @@ impl<B: Backend> Detector<B> {
         let inferred = Instant::now();
 
         let (output, output_shape) = self.backend.output(&self.output_name)?;
-        let anchors = self.check_output_shape(output_shape, &letterbox)?;
+        let anchors = yolo_anchors(
+            &self.backend.io().model,
+            output_shape,
+            self.classes,
+            &letterbox,
+        )?;
         self.candidates.clear();
         decode_yolo(
             output,
@@ -212,7 +193,7 @@ impl<B: Backend> Detector<B> {
         );
         let detections = kept
             .iter()
-            .map(|candidate| to_frame(candidate, &letterbox))
+            .map(|candidate| letterbox.to_detection(candidate))
             .collect();
         let finished = Instant::now();
 
@@ -225,47 +206,112 @@ impl<B: Backend> Detector<B> {
             },
         ))
     }
-
-    fn check_output_shape(
-        &self,
-        shape: &[usize],
-        letterbox: &Letterbox,
-    ) -> Result<usize, InferError> {
-        let expected_anchors: usize = STRIDES
-            .iter()
-            .map(|stride| {
-                (letterbox.input_width as usize / stride)
-                    * (letterbox.input_height as usize / stride)
-            })
-            .sum();
-        if shape != [1, 4 + self.classes, expected_anchors] {
-            return Err(InferError::NotYolo {
-                model: self.backend.io().model.clone(),
-                reason: format!(
-                    "for a {}x{} input it produced {shape:?}, expected [1, {}, {expected_anchors}]",
-                    letterbox.input_width,
-                    letterbox.input_height,
-                    4 + self.classes
-                ),
-            });
-        }
-        Ok(expected_anchors)
-    }
 }
 
-fn to_frame(candidate: &Candidate, letterbox: &Letterbox) -> Detection {
-    let (width, height) = (letterbox.frame_width as f32, letterbox.frame_height as f32);
-    let bbox = &candidate.bbox;
-    Detection {
-        bbox: BoundingBox {
-            x1: letterbox.to_frame_x(bbox.x1).clamp(0.0, width),
-            y1: letterbox.to_frame_y(bbox.y1).clamp(0.0, height),
-            x2: letterbox.to_frame_x(bbox.x2).clamp(0.0, width),
-            y2: letterbox.to_frame_y(bbox.y2).clamp(0.0, height),
-        },
-        class: candidate.class,
-        confidence: candidate.score,
+/// The names and input sizes of a YOLOv8 detector's one image input and one
+/// detection output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct YoloIo {
+    /// The image input's name.
+    pub input: String,
+    /// The detection output's name.
+    pub output: String,
+    /// The input sizes frames are letterboxed to.
+    pub input_shape: InputShape,
+}
+
+/// Checks that `io` looks like a YOLOv8 detector for `classes` classes: one
+/// `[batch, 3, H, W]` input, one `[batch, 4 + classes, anchors]` output.
+/// `input_size` is the long side frames are scaled to when the model takes
+/// any size.
+pub fn yolo_io(io: &ModelIo, classes: usize, input_size: u32) -> Result<YoloIo, InferError> {
+    let not_yolo = |reason: String| InferError::NotYolo {
+        model: io.model.clone(),
+        reason,
+    };
+    let [input] = io.inputs.as_slice() else {
+        return Err(not_yolo(format!(
+            "it has {} inputs, expected 1 image input",
+            io.inputs.len()
+        )));
+    };
+    let [output] = io.outputs.as_slice() else {
+        return Err(not_yolo(format!(
+            "it has {} outputs, expected 1",
+            io.outputs.len()
+        )));
+    };
+    let input_axes = input.shape.as_deref().unwrap_or(&[None, None, None, None]);
+    if input_axes.len() != 4 || input_axes[1].is_some_and(|channels| channels != 3) {
+        return Err(not_yolo(format!(
+            "input {:?} has shape {}, expected [batch, 3, height, width]",
+            input.name,
+            show_shape(input_axes)
+        )));
     }
+    if let Some(batch) = input_axes[0]
+        && batch != 1
+    {
+        return Err(not_yolo(format!(
+            "input {:?} takes a batch of {batch}, the line feeds one frame at a time",
+            input.name
+        )));
+    }
+    // A model that leaves its output rank to shape inference is checked
+    // on its first run instead (see [`yolo_anchors`]).
+    let rows = 4 + classes;
+    if let Some(axes) = &output.shape
+        && (axes.len() != 3 || axes[1].is_some_and(|found| found != rows))
+    {
+        return Err(not_yolo(format!(
+            "output {:?} has shape {}, expected [batch, {rows}, anchors] (4 box rows + {classes} classes)",
+            output.name,
+            show_shape(axes)
+        )));
+    }
+    let input_shape = match (input_axes[2], input_axes[3]) {
+        (Some(height), Some(width)) => InputShape::Fixed {
+            width: width as u32,
+            height: height as u32,
+        },
+        _ => InputShape::Dynamic {
+            stride: STRIDES[2] as u32,
+            max_side: input_size,
+        },
+    };
+    Ok(YoloIo {
+        input: input.name.clone(),
+        output: output.name.clone(),
+        input_shape,
+    })
+}
+
+/// The anchor count of a `[1, 4 + classes, anchors]` output for an input
+/// letterboxed as `letterbox`, or why `shape` is not that output.
+pub fn yolo_anchors(
+    model: &str,
+    shape: &[usize],
+    classes: usize,
+    letterbox: &Letterbox,
+) -> Result<usize, InferError> {
+    let expected_anchors: usize = STRIDES
+        .iter()
+        .map(|stride| {
+            (letterbox.input_width as usize / stride) * (letterbox.input_height as usize / stride)
+        })
+        .sum();
+    if shape != [1, 4 + classes, expected_anchors] {
+        return Err(InferError::NotYolo {
+            model: model.to_owned(),
+            reason: format!(
+                "for a {}x{} input it produced {shape:?}, expected [1, {}, {expected_anchors}]",
+                letterbox.input_width,
+                letterbox.input_height,
+                4 + classes
+            ),
+        });
+    }
+    Ok(expected_anchors)
 }
 
 fn show_shape(shape: &[Option<usize>]) -> String {

@@ -22,6 +22,6 @@ mod letterbox;
 
 pub use backend::{Backend, ModelIo, TensorInfo};
 pub use decode::{Candidate, DecodeParams, LabelsPerBox, decode_yolo, non_max_suppression};
-pub use detector::{Detector, DetectorTimes};
+pub use detector::{Detect, Detector, DetectorTimes, YoloIo, yolo_anchors, yolo_io};
 pub use error::InferError;
 pub use letterbox::{InputShape, Letterbox, PAD_VALUE, Resampler};

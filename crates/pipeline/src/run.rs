@@ -9,7 +9,7 @@ use edgesort_actuate::{
     ejector_specs,
 };
 use edgesort_capture::ReplaySource;
-use edgesort_infer::{Backend, Detector};
+use edgesort_infer::Detect;
 use edgesort_store::{StageLatencies, Store, StoreError, StoreWrite};
 use edgesort_types::config::{Config, EjectorConfig};
 use edgesort_types::{Clock, Detection, Frame, ManualClock, MonotonicClock, Timestamp};
@@ -46,14 +46,14 @@ const STORE_BATCH: usize = 256;
 /// Plays `config.camera.replay` through `detector`, the tracker, the rules
 /// and the ejectors, recording every part in the store. Pins come from
 /// `make_pin`, which is handed the clock their edges must be stamped with.
-pub fn run_replay<B, P>(
+pub fn run_replay<D, P>(
     config: &Config,
-    detector: &mut Detector<B>,
+    detector: &mut D,
     make_pin: impl FnMut(&EjectorConfig, Arc<dyn Clock>) -> P,
     pacing: Pacing,
 ) -> Result<RunReport, PipelineError>
 where
-    B: Backend,
+    D: Detect + ?Sized,
     P: OutputPin + Send + 'static,
 {
     run_replay_observed(config, detector, make_pin, pacing, |_, _| {})
@@ -61,15 +61,15 @@ where
 
 /// [`run_replay`], handing `observe` each processed frame of the clip with
 /// the detections the detector found in it, before tracking.
-pub fn run_replay_observed<B, P>(
+pub fn run_replay_observed<D, P>(
     config: &Config,
-    detector: &mut Detector<B>,
+    detector: &mut D,
     mut make_pin: impl FnMut(&EjectorConfig, Arc<dyn Clock>) -> P,
     pacing: Pacing,
     mut observe: impl FnMut(&Frame, &[Detection]),
 ) -> Result<RunReport, PipelineError>
 where
-    B: Backend,
+    D: Detect + ?Sized,
     P: OutputPin + Send + 'static,
 {
     let started = Instant::now();
@@ -301,15 +301,15 @@ struct Line<'a> {
 
 impl Line<'_> {
     /// Runs until the camera stops; returns the last frame's timestamp.
-    fn process<B, P>(
+    fn process<D, P>(
         &mut self,
-        detector: &mut Detector<B>,
+        detector: &mut D,
         frames: &FrameReceiver,
         ejectors: &mut Ejectors<P>,
         observe: &mut dyn FnMut(&Frame, &[Detection]),
     ) -> Result<Timestamp, PipelineError>
     where
-        B: Backend,
+        D: Detect + ?Sized,
         P: OutputPin + Send + 'static,
     {
         let mut last_frame = self.origin;

@@ -16,7 +16,9 @@
 //! - `cpu` serves tract whatever is provisioned.
 //!
 //! TensorRT sits behind [`EngineRuntime`] ("deserialize this plan into a
-//! backend"), which [`TensorRtRuntime`] implements; tests put a double there.
+//! detector"), which [`TensorRtRuntime`] implements with the engine on the
+//! GPU's stream between the GPU letterbox and decode
+//! (`edgesort_infer_cuda::GpuDetector`); tests put a double there.
 #![deny(missing_docs)]
 
 mod error;

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use edgesort_engine::{EngineCache, Entry};
-use edgesort_infer::{Backend, Detector, InferError};
+use edgesort_infer::{Detect, Detector, InferError};
 use edgesort_infer_tract::TractBackend;
 use edgesort_provision::{BoxFacts, DataPaths, SystemFiles, probe, read_active};
 use edgesort_types::config::{BackendChoice, Config, ModelConfig};
@@ -20,9 +20,6 @@ pub enum ServedBackend {
     /// tract on the CPU.
     Cpu,
 }
-
-/// A detector over whichever backend was chosen.
-pub type ServedDetector = Detector<Box<dyn Backend>>;
 
 /// What serves the line, for the status, the metrics, the page and the log.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -66,7 +63,7 @@ enum Source {
         dla_core: Option<u32>,
         /// The detector made while checking the engine's I/O, handed out
         /// first so that the engine is not deserialized twice.
-        checked: Mutex<Option<Box<ServedDetector>>>,
+        checked: Mutex<Option<Box<dyn Detect>>>,
     },
 }
 
@@ -98,17 +95,38 @@ impl Served {
         }
     }
 
+    /// The engine's serialized plan and DLA core, when an engine serves:
+    /// for tools that drive the engine themselves (`bench pipeline`).
+    pub fn engine_plan(&self) -> Option<(&[u8], Option<u32>)> {
+        match &self.source {
+            Source::Engine { plan, dla_core, .. } => Some((plan, *dla_core)),
+            Source::Cpu { .. } => None,
+        }
+    }
+
     /// A detector for `model`'s classes and thresholds: the one [`select`]
     /// checked the engine with the first time, a freshly loaded one after
     /// (a restarted inference stage asks again).
-    pub fn detector(&self, model: &ModelConfig) -> Result<ServedDetector, ServeError> {
-        let backend: Box<dyn Backend> = match &self.source {
-            Source::Cpu { model, threads } => TractBackend::load(model)
-                .map(|backend| Box::new(backend.with_threads(*threads)) as Box<dyn Backend>)
-                .map_err(|source| ServeError::LoadCpuModel {
-                    path: model.clone(),
-                    source,
-                })?,
+    pub fn detector(&self, model: &ModelConfig) -> Result<Box<dyn Detect>, ServeError> {
+        match &self.source {
+            Source::Cpu {
+                model: path,
+                threads,
+            } => {
+                let backend = TractBackend::load(path)
+                    .map_err(|source| ServeError::LoadCpuModel {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .with_threads(*threads);
+                let detector = Detector::for_model(backend, model).map_err(|source| {
+                    ServeError::SetUpDetector {
+                        what: self.info.label.clone(),
+                        source,
+                    }
+                })?;
+                Ok(Box::new(detector))
+            }
             Source::Engine {
                 runtime,
                 plan,
@@ -116,20 +134,16 @@ impl Served {
                 checked,
             } => {
                 if let Some(detector) = checked.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    return Ok(*detector);
+                    return Ok(detector);
                 }
                 runtime
-                    .load(plan, *dla_core)
+                    .detector(plan, *dla_core, model)
                     .map_err(|source| ServeError::LoadEngine {
                         path: self.info.engine.clone().unwrap_or_default(),
                         source,
-                    })?
+                    })
             }
-        };
-        Detector::for_model(backend, model).map_err(|source| ServeError::SetUpDetector {
-            what: self.info.label.clone(),
-            source,
-        })
+        }
     }
 }
 
@@ -234,8 +248,15 @@ fn engine(
         why: error.to_string(),
     };
     let runtime = runtime().map_err(load_failed)?;
-    let backend = runtime.load(&plan, inputs.dla_core).map_err(load_failed)?;
-    let detector = check_io(backend, config)?;
+    let detector = runtime
+        .detector(&plan, inputs.dla_core, &config.model)
+        .map_err(|error| match error.downcast_ref::<InferError>() {
+            Some(not_yolo @ InferError::NotYolo { .. }) => Fallback::WrongIo {
+                why: not_yolo.to_string(),
+            },
+            _ => load_failed(error),
+        })?;
+    let detector = first_run(detector, config)?;
     Ok(Served {
         info: ServedInfo {
             backend: ServedBackend::Tensorrt,
@@ -274,27 +295,10 @@ fn ready_entry(
     }
 }
 
-/// One `1x3xHxW` image in, one `[1, 4 + classes, anchors]` tensor out: the
-/// detector over `backend`, run once on a grey frame of the camera's size
-/// (which also readies the engine for that shape before the first real
-/// frame), or what does not fit.
-fn check_io(backend: Box<dyn Backend>, config: &Config) -> Result<ServedDetector, Fallback> {
-    let wrong = |why: String| Fallback::WrongIo { why };
-    if let [input] = backend.io().inputs.as_slice()
-        && let Some(axes) = &input.shape
-        && let Some(Some(batch)) = axes.first()
-        && *batch != 1
-    {
-        return Err(wrong(format!(
-            "input {:?} has a batch of {batch}, the line feeds one frame at a time",
-            input.name
-        )));
-    }
-    // The detector checks the rest: one input of [batch, 3, H, W], one
-    // output of [batch, 4 + classes, anchors], on its first run where the
-    // output's shape is only known then.
-    let mut detector =
-        Detector::for_model(backend, &config.model).map_err(|error| wrong(error.to_string()))?;
+/// The detector's first run, on a grey frame of the camera's size: it
+/// readies the engine for that shape before the first real frame, and an
+/// engine whose output is only known once it runs is checked here.
+fn first_run(mut detector: Box<dyn Detect>, config: &Config) -> Result<Box<dyn Detect>, Fallback> {
     let (width, height) = (config.camera.width, config.camera.height);
     let grey = Frame {
         sequence: 0,
@@ -305,7 +309,9 @@ fn check_io(backend: Box<dyn Backend>, config: &Config) -> Result<ServedDetector
     };
     match detector.detect(&grey) {
         Ok(_) => Ok(detector),
-        Err(error @ InferError::NotYolo { .. }) => Err(wrong(error.to_string())),
+        Err(error @ InferError::NotYolo { .. }) => Err(Fallback::WrongIo {
+            why: error.to_string(),
+        }),
         Err(error) => Err(Fallback::LoadFailed {
             why: format!("its first run failed: {error}"),
         }),

@@ -11,20 +11,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use edgesort_engine::{
     BUILDER_REVISION, BuilderOptions, EngineCache, EngineKey, KeyInputs, Manifest,
 };
-use edgesort_infer::Backend;
+use edgesort_infer::{Detect, Detector};
 use edgesort_infer_tract::TractBackend;
 use edgesort_provision::{ActiveEngine, BoxFacts, DataPaths, GpuInfo, TensorRtInfo};
 use edgesort_serve::{
     EngineRuntime, Fallback, RuntimeError, ServeError, Served, ServedBackend, select,
 };
-use edgesort_types::config::{BackendChoice, Config, Precision};
+use edgesort_types::config::{BackendChoice, Config, ModelConfig, Precision};
 use edgesort_types::{Frame, Timestamp};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const PLAN: &[u8] = b"a serialized engine, as far as this test is concerned";
 
 /// TEST DOUBLE for TensorRT: "deserializes" a plan by checking that it is
-/// the stored engine's bytes, then serves `model` through tract.
+/// the stored engine's bytes, then serves `model` through tract's CPU
+/// detector.
 struct TractStandIn {
     model: PathBuf,
     loads: AtomicUsize,
@@ -35,11 +36,17 @@ impl EngineRuntime for TractStandIn {
         "TensorRT 10.3.0 (test double: tract)".into()
     }
 
-    fn load(&self, plan: &[u8], dla_core: Option<u32>) -> Result<Box<dyn Backend>, RuntimeError> {
+    fn detector(
+        &self,
+        plan: &[u8],
+        dla_core: Option<u32>,
+        model: &ModelConfig,
+    ) -> Result<Box<dyn Detect>, RuntimeError> {
         assert_eq!(plan, PLAN, "the runtime gets the checked bytes");
         assert_eq!(dla_core, None);
         self.loads.fetch_add(1, Ordering::SeqCst);
-        Ok(Box::new(TractBackend::load(&self.model)?.with_threads(1)))
+        let backend = TractBackend::load(&self.model)?.with_threads(1);
+        Ok(Box::new(Detector::for_model(backend, model)?))
     }
 }
 

@@ -108,6 +108,23 @@ impl Letterbox {
         (y - self.pad_top as f32) / self.scale
     }
 
+    /// A decoded candidate, from input-tensor to frame pixels, clamped to
+    /// the frame.
+    pub fn to_detection(&self, candidate: &crate::Candidate) -> edgesort_types::Detection {
+        let (width, height) = (self.frame_width as f32, self.frame_height as f32);
+        let bbox = &candidate.bbox;
+        edgesort_types::Detection {
+            bbox: edgesort_types::BoundingBox {
+                x1: self.to_frame_x(bbox.x1).clamp(0.0, width),
+                y1: self.to_frame_y(bbox.y1).clamp(0.0, height),
+                x2: self.to_frame_x(bbox.x2).clamp(0.0, width),
+                y2: self.to_frame_y(bbox.y2).clamp(0.0, height),
+            },
+            class: candidate.class,
+            confidence: candidate.score,
+        }
+    }
+
     /// Precomputes the interpolation taps for this plan, so that filling a
     /// frame does no allocation and no index arithmetic beyond table reads.
     pub fn resampler(&self) -> Resampler {

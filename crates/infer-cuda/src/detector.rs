@@ -1,0 +1,256 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cudarc::driver::CudaEvent;
+use cudarc::driver::sys::CUevent_flags;
+use edgesort_infer::{
+    DecodeParams, Detect, DetectorTimes, InferError, InputShape, Letterbox, ModelIo, TensorInfo,
+    yolo_anchors, yolo_io,
+};
+use edgesort_types::config::ModelConfig;
+use edgesort_types::{Detection, Frame, FrameLayout, PixelFormat};
+
+use crate::error::driver;
+use crate::{DeviceEngine, Gpu, GpuDecoder, GpuError, GpuLetterbox, MemoryMode};
+
+/// Where one frame's time went, beyond [`DetectorTimes`] (which holds the
+/// GPU's time per stage, from events).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GpuTimes {
+    /// Host time from the call to the detections in hand, the GPU's wait
+    /// included.
+    pub host: Duration,
+    /// Of that, copying the frame into the GPU's frame buffer (mapped
+    /// memory on Jetson, pinned staging memory on a discrete GPU).
+    pub frame_copy: Duration,
+    /// The engine's own GPU time.
+    pub engine: Duration,
+}
+
+/// A YOLOv8 detector on the GPU: the frame is letterboxed by a kernel
+/// straight into the engine's input binding, in the engine's input type;
+/// the engine runs; decode and NMS kernels read its output binding, in its
+/// output type; only the frame goes up and the detections come down. All of
+/// it in order on the [`Gpu`]'s one stream.
+pub struct GpuDetector<E> {
+    gpu: Arc<Gpu>,
+    engine: E,
+    memory: MemoryMode,
+    classes: usize,
+    input_shape: InputShape,
+    params: DecodeParams,
+    prepared: Option<Prepared>,
+    events: [CudaEvent; 4],
+    last: GpuTimes,
+}
+
+/// The buffers for one frame layout.
+struct Prepared {
+    layout: FrameLayout,
+    plan: Letterbox,
+    letterbox: GpuLetterbox,
+    decoder: GpuDecoder,
+}
+
+impl<E: DeviceEngine> GpuDetector<E> {
+    /// Wraps `engine`, checking that it looks like a YOLOv8 detector for
+    /// `model`'s classes (an [`InferError::NotYolo`] where not).
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        engine: E,
+        model: &ModelConfig,
+        memory: MemoryMode,
+    ) -> Result<Self, InferError> {
+        let info = |tensor: &crate::EngineTensor| TensorInfo {
+            name: tensor.name.clone(),
+            shape: Some(tensor.shape.clone()),
+        };
+        let io = ModelIo {
+            model: engine.name(),
+            inputs: vec![info(engine.input())],
+            outputs: vec![info(engine.output())],
+        };
+        let classes = model.classes.len();
+        let yolo = yolo_io(&io, classes, model.input_size)?;
+        let event = || {
+            gpu.context
+                .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(driver("create an event"))
+        };
+        let events = [event(), event(), event(), event()];
+        let events = match events {
+            [Ok(a), Ok(b), Ok(c), Ok(d)] => [a, b, c, d],
+            [Err(error), ..] | [_, Err(error), ..] | [_, _, Err(error), _] | [.., Err(error)] => {
+                return Err(run_failed(error));
+            }
+        };
+        Ok(GpuDetector {
+            gpu: gpu.clone(),
+            engine,
+            memory,
+            classes,
+            input_shape: yolo.input_shape,
+            params: DecodeParams::for_model(model),
+            prepared: None,
+            events,
+            last: GpuTimes::default(),
+        })
+    }
+
+    /// How the last frame was placed in the engine's input.
+    pub fn letterbox(&self) -> Option<Letterbox> {
+        self.prepared.as_ref().map(|prepared| prepared.plan)
+    }
+
+    /// Where the last frame's time went.
+    pub fn last_times(&self) -> GpuTimes {
+        self.last
+    }
+
+    /// Whether frames reach the GPU without a copy by the driver (mapped
+    /// memory): the frame is written once, where the GPU reads it.
+    pub fn is_zero_copy(&self) -> bool {
+        self.memory == MemoryMode::Mapped
+    }
+
+    /// Buffers for frames of `layout`, and the engine readied for the
+    /// letterboxed shape.
+    fn prepare(&mut self, layout: FrameLayout) -> Result<&mut Prepared, InferError> {
+        let fits = self
+            .prepared
+            .as_ref()
+            .is_some_and(|prepared| prepared.layout == layout);
+        if !fits {
+            let (width, height) = (layout.width, layout.height);
+            let plan = Letterbox::plan(width, height, self.input_shape)?;
+            let shape = [1, 3, plan.input_height as usize, plan.input_width as usize];
+            let output_shape =
+                self.engine
+                    .set_input_shape(shape)
+                    .map_err(|error| InferError::PrepareShape {
+                        shape: shape.to_vec(),
+                        reason: error.to_string(),
+                    })?;
+            let anchors = yolo_anchors(&self.engine.name(), &output_shape, self.classes, &plan)?;
+            let letterbox = GpuLetterbox::new(
+                &self.gpu,
+                layout,
+                plan,
+                self.engine.input().element,
+                self.memory,
+            )
+            .map_err(run_failed)?;
+            let decoder =
+                GpuDecoder::new(&self.gpu, self.classes, anchors, self.params, self.memory)
+                    .map_err(run_failed)?
+                    .with_output_type(self.engine.output().element);
+            self.prepared = Some(Prepared {
+                layout,
+                plan,
+                letterbox,
+                decoder,
+            });
+        }
+        Ok(self.prepared.as_mut().expect("prepared above"))
+    }
+
+    /// Detections in a camera frame of `layout` (RGB, BGR, YUYV or NV12,
+    /// any stride) held in `bytes`, which are copied once into the buffer
+    /// the GPU reads (mapped memory on Jetson).
+    pub fn detect_raw(
+        &mut self,
+        layout: FrameLayout,
+        bytes: &[u8],
+    ) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
+        if bytes.len() != layout.byte_len() {
+            return Err(InferError::FrameGeometry {
+                width: layout.width,
+                height: layout.height,
+                reason: format!(
+                    "{} bytes for a {:?} frame of {}",
+                    bytes.len(),
+                    layout.format,
+                    layout.byte_len()
+                ),
+            });
+        }
+        let started = Instant::now();
+        let gpu = self.gpu.clone();
+        let stream = gpu.stream();
+        self.prepare(layout)?;
+        let Self {
+            engine,
+            prepared,
+            events,
+            ..
+        } = self;
+        let Prepared {
+            plan,
+            letterbox,
+            decoder,
+            ..
+        } = prepared.as_mut().expect("prepared");
+        let copy_started = Instant::now();
+        letterbox.frame_mut().copy_from_slice(bytes);
+        let frame_copy = copy_started.elapsed();
+        let record = |event: &CudaEvent| event.record(stream).map_err(driver("record an event"));
+        record(&events[0]).map_err(run_failed)?;
+        letterbox.enqueue().map_err(run_failed)?;
+        record(&events[1]).map_err(run_failed)?;
+        // SAFETY: the tensor and the output live in `prepared` until the
+        // next frame size, and `results` below waits for the stream.
+        unsafe {
+            engine.enqueue(
+                letterbox.tensor().pointer(),
+                decoder.output().pointer(),
+                stream,
+            )
+        }
+        .map_err(|source| {
+            run_failed(GpuError::Engine {
+                action: "run",
+                source,
+            })
+        })?;
+        record(&events[2]).map_err(run_failed)?;
+        decoder.enqueue().map_err(run_failed)?;
+        record(&events[3]).map_err(run_failed)?;
+        let candidates = decoder.results().map_err(run_failed)?;
+        let detections = candidates
+            .iter()
+            .map(|candidate| plan.to_detection(candidate))
+            .collect();
+        let host = started.elapsed();
+        let between = |from: usize, to: usize| {
+            events[from]
+                .elapsed_ms(&events[to])
+                .map(|ms| Duration::from_secs_f64(f64::from(ms.max(0.0)) * 1e-3))
+                .map_err(driver("time events"))
+                .map_err(run_failed)
+        };
+        let times = DetectorTimes {
+            preprocess: between(0, 1)?,
+            inference: between(1, 2)?,
+            postprocess: between(2, 3)?,
+        };
+        self.last = GpuTimes {
+            host,
+            frame_copy,
+            engine: times.inference,
+        };
+        Ok((detections, times))
+    }
+}
+
+impl<E: DeviceEngine> Detect for GpuDetector<E> {
+    fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
+        let layout = FrameLayout::packed(PixelFormat::Rgb24, frame.width, frame.height);
+        self.detect_raw(layout, &frame.rgb)
+    }
+}
+
+fn run_failed(error: impl std::fmt::Display) -> InferError {
+    InferError::Run {
+        reason: error.to_string(),
+    }
+}
