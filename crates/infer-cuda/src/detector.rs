@@ -176,6 +176,12 @@ impl<E: DeviceEngine> GpuDetector<E> {
         }
         let started = Instant::now();
         let gpu = self.gpu.clone();
+        // The line runs detectors on its inference thread, not the one that
+        // built them: the driver calls below need the context current here.
+        gpu.context
+            .bind_to_thread()
+            .map_err(driver("bind the context"))
+            .map_err(run_failed)?;
         let stream = gpu.stream();
         self.prepare(layout)?;
         let Self {

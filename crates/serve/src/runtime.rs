@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use edgesort_infer::Detect;
 use edgesort_infer_cuda::{Gpu, GpuDetector};
-use edgesort_infer_tensorrt::TensorRtEngine;
+use edgesort_infer_tensorrt::{TensorRtBackendError, TensorRtEngine};
 use edgesort_types::config::ModelConfig;
 use tensorrt_sys::TensorRt;
 
@@ -65,8 +65,21 @@ impl EngineRuntime for TensorRtRuntime {
         dla_core: Option<u32>,
         model: &ModelConfig,
     ) -> Result<Box<dyn Detect>, RuntimeError> {
-        let engine = TensorRtEngine::deserialize(&self.library, plan, dla_core)?
-            .with_cuda_graph(self.cuda_graph);
+        let engine = match TensorRtEngine::deserialize(&self.library, plan, dla_core) {
+            Ok(engine) => engine.with_cuda_graph(self.cuda_graph),
+            // Tensors the line cannot feed or read: the wrong I/O, not a
+            // load failure.
+            Err(
+                error @ (TensorRtBackendError::NotADetector { .. }
+                | TensorRtBackendError::TensorType { .. }),
+            ) => {
+                return Err(Box::new(edgesort_infer::InferError::NotYolo {
+                    model: "TensorRT engine".into(),
+                    reason: error.to_string(),
+                }));
+            }
+            Err(error) => return Err(error.into()),
+        };
         let memory = self.gpu.default_memory();
         Ok(Box::new(GpuDetector::new(
             &self.gpu, engine, model, memory,
