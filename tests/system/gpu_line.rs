@@ -12,25 +12,9 @@ use edgesort_actuate::SimulatedPin;
 use edgesort_infer::{Backend, Detector};
 use edgesort_infer_cuda::{Gpu, GpuDetector, MemoryMode, OutputRecorder, RecordedOutputEngine};
 use edgesort_infer_tract::TractBackend;
-use edgesort_pipeline::{Pacing, RunReport, run_replay_observed};
-use edgesort_score::{GroundTruth, ScoredDecision, score};
+use edgesort_pipeline::{Pacing, run_replay_observed};
+use edgesort_score::{GroundTruth, score};
 use edgesort_types::Detection;
-use edgesort_types::config::Config;
-
-fn scored(config: &Config, report: &RunReport) -> Vec<ScoredDecision> {
-    report
-        .decisions
-        .iter()
-        .map(|decision| ScoredDecision {
-            part_id: decision.part_id,
-            class: decision.class.clone(),
-            crossing_s: decision.reference_crossing_s.expect("crossing time"),
-            crossing_x: config.reference_line_px(),
-            center_y: decision.center_y,
-            fire: decision.planned_fire_s.zip(decision.ejector_x_px),
-        })
-        .collect()
-}
 
 #[test]
 #[ignore = "needs an NVIDIA GPU: run on one with --include-ignored"]
@@ -64,7 +48,7 @@ fn the_gpu_line_decides_as_the_cpu_line_part_for_part() {
     );
 
     let truth = GroundTruth::load(&common::demo_clip().join("tracks.json")).unwrap();
-    let cpu_score = score(&truth, &scored(&config, &cpu_report), 48.0);
+    let cpu_score = score(&truth, &common::scored(&config, &cpu_report), 48.0);
     let gpu = Gpu::open(0).expect("a GPU");
     for memory in [MemoryMode::Device, MemoryMode::Mapped] {
         let engine =
@@ -101,7 +85,7 @@ fn the_gpu_line_decides_as_the_cpu_line_part_for_part() {
             }
         }
         assert_eq!(gpu_report.ejections_per_lane, cpu_report.ejections_per_lane);
-        let gpu_score = score(&truth, &scored(&config, &gpu_report), 48.0);
+        let gpu_score = score(&truth, &common::scored(&config, &gpu_report), 48.0);
         assert_eq!(
             serde_json::to_value(&gpu_score).unwrap(),
             serde_json::to_value(&cpu_score).unwrap()

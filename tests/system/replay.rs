@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use edgesort_actuate::SimulatedPin;
 use edgesort_pipeline::{Pacing, RunReport, run_replay};
-use edgesort_score::{GroundTruth, ScoredDecision, score};
+use edgesort_score::{GroundTruth, score};
 use edgesort_store::Store;
 use edgesort_types::config::Config;
 
@@ -37,21 +37,6 @@ fn replay(config: &Config) -> Replay {
     Replay { report, pins }
 }
 
-fn scored(config: &Config, report: &RunReport) -> Vec<ScoredDecision> {
-    report
-        .decisions
-        .iter()
-        .map(|decision| ScoredDecision {
-            part_id: decision.part_id,
-            class: decision.class.clone(),
-            crossing_s: decision.reference_crossing_s.expect("crossing time"),
-            crossing_x: config.reference_line_px(),
-            center_y: decision.center_y,
-            fire: decision.planned_fire_s.zip(decision.ejector_x_px),
-        })
-        .collect()
-}
-
 #[test]
 fn bundled_clip_sorts_every_part_once_with_the_right_class_and_fire_time() {
     let scratch = tempfile::tempdir().unwrap();
@@ -63,7 +48,7 @@ fn bundled_clip_sorts_every_part_once_with_the_right_class_and_fire_time() {
     assert_eq!((report.frames_dropped, report.frames_corrupt), (0, 0));
 
     let truth = GroundTruth::load(&common::demo_clip().join("tracks.json")).unwrap();
-    let result = score(&truth, &scored(&config, &report), 48.0);
+    let result = score(&truth, &common::scored(&config, &report), 48.0);
     println!("{}", serde_json::to_string_pretty(&result).unwrap());
     assert_eq!(result.parts_crossing, 6, "{result:?}");
     assert!(result.missed.is_empty(), "missed parts {:?}", result.missed);

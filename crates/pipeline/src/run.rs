@@ -78,7 +78,7 @@ where
 
     // Build the inference plan before the camera starts, so the first real
     // frame is not late and a model that is not YOLO-shaped fails up front.
-    detector.detect(&grey_frame(camera.width, camera.height))?;
+    detector.detect(&Frame::grey(camera.width, camera.height))?;
 
     let manual_clock = ManualClock::new();
     let clock: Arc<dyn Clock> = match pacing {
@@ -213,16 +213,6 @@ where
         latency: stages.summaries(),
         wall_s: started.elapsed().as_secs_f64(),
     })
-}
-
-fn grey_frame(width: u32, height: u32) -> Frame {
-    Frame {
-        sequence: 0,
-        captured_at: Timestamp::ZERO,
-        width,
-        height,
-        rgb: vec![114; 3 * width as usize * height as usize],
-    }
 }
 
 fn spawn_store(mut store: Store) -> (Sender<StoreWrite>, JoinHandle<Result<(), StoreError>>) {

@@ -5,8 +5,8 @@ use edgesort_engine::{EngineCache, Entry};
 use edgesort_infer::{Detect, Detector, InferError};
 use edgesort_infer_tract::TractBackend;
 use edgesort_provision::{BoxFacts, DataPaths, SystemFiles, probe, read_active};
+use edgesort_types::Frame;
 use edgesort_types::config::{BackendChoice, Config, ModelConfig};
-use edgesort_types::{Frame, Timestamp};
 use serde::Serialize;
 
 use crate::{EngineRuntime, Fallback, RuntimeError, ServeError, TensorRtRuntime};
@@ -299,15 +299,7 @@ fn ready_entry(
 /// readies the engine for that shape before the first real frame, and an
 /// engine whose output is only known once it runs is checked here.
 fn first_run(mut detector: Box<dyn Detect>, config: &Config) -> Result<Box<dyn Detect>, Fallback> {
-    let (width, height) = (config.camera.width, config.camera.height);
-    let grey = Frame {
-        sequence: 0,
-        captured_at: Timestamp::ZERO,
-        width,
-        height,
-        rgb: vec![114; 3 * width as usize * height as usize],
-    };
-    match detector.detect(&grey) {
+    match detector.detect(&Frame::grey(config.camera.width, config.camera.height)) {
         Ok(_) => Ok(detector),
         Err(error @ InferError::NotYolo { .. }) => Err(Fallback::WrongIo {
             why: error.to_string(),

@@ -17,8 +17,8 @@ use edgesort_provision::{ActiveEngine, BoxFacts, DataPaths, GpuInfo, TensorRtInf
 use edgesort_serve::{
     EngineRuntime, Fallback, RuntimeError, ServeError, Served, ServedBackend, select,
 };
+use edgesort_types::Frame;
 use edgesort_types::config::{BackendChoice, Config, ModelConfig, Precision};
-use edgesort_types::{Frame, Timestamp};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const PLAN: &[u8] = b"a serialized engine, as far as this test is concerned";
@@ -170,16 +170,6 @@ impl Bench {
     }
 }
 
-fn grey(width: u32, height: u32) -> Frame {
-    Frame {
-        sequence: 0,
-        captured_at: Timestamp::ZERO,
-        width,
-        height,
-        rgb: vec![114; 3 * width as usize * height as usize],
-    }
-}
-
 #[test]
 fn auto_serves_the_engine_when_every_check_passes() {
     let bench = Bench::new();
@@ -201,7 +191,7 @@ fn auto_serves_the_engine_when_every_check_passes() {
     assert_eq!(bench.runtime.loads.load(Ordering::SeqCst), 1);
     let mut first = served.detector(&bench.config.model).unwrap();
     assert_eq!(bench.runtime.loads.load(Ordering::SeqCst), 1);
-    first.detect(&grey(640, 360)).unwrap();
+    first.detect(&Frame::grey(640, 360)).unwrap();
     served.detector(&bench.config.model).unwrap();
     assert_eq!(bench.runtime.loads.load(Ordering::SeqCst), 2);
     // `tensorrt` serves the same engine.

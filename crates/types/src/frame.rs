@@ -14,3 +14,17 @@ pub struct Frame {
     /// `width * height * 3` bytes, row-major RGB.
     pub rgb: Vec<u8>,
 }
+
+impl Frame {
+    /// A frame of the letterbox's grey (114) at time zero: what warms a
+    /// detector up for a frame size before the first real frame.
+    pub fn grey(width: u32, height: u32) -> Frame {
+        Frame {
+            sequence: 0,
+            captured_at: Timestamp::ZERO,
+            width,
+            height,
+            rgb: vec![114; 3 * width as usize * height as usize],
+        }
+    }
+}
