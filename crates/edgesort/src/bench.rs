@@ -199,12 +199,12 @@ pub fn run_bench_command(command: BenchCommand) -> Result<()> {
             choice == BackendChoice::Tensorrt,
             "--engine-double stands in for TensorRT: it goes with --backend gpu"
         );
-        return crate::gpu_line::run_gpu_line_bench(&config, &args);
+        return crate::gpu_line::run_gpu_line_bench(&config, &args, None);
     }
     let served = select_on_this_box(&config, choice)?;
     eprintln!("{}", crate::replay::describe(&served.info));
     if served.info.backend == ServedBackend::Tensorrt {
-        return crate::gpu_line::run_gpu_line_bench(&config, &args);
+        return crate::gpu_line::run_gpu_line_bench(&config, &args, Some(&served));
     }
     // The CPU stages, each timed on its own: tract's detector.
     let load = || -> Result<Detector<TractBackend>> {

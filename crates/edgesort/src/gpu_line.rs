@@ -56,7 +56,13 @@ struct GpuLineReport {
     cpu_per_frame: StageSummary,
 }
 
-pub fn run_gpu_line_bench(config: &Config, args: &PipelineArgs) -> Result<()> {
+/// Times the GPU line with the engine `served` holds, or with the engine
+/// test double where `served` is `None` (`--engine-double`).
+pub fn run_gpu_line_bench(
+    config: &Config,
+    args: &PipelineArgs,
+    served: Option<&edgesort_serve::Served>,
+) -> Result<()> {
     let clip = match &args.clip {
         Some(dir) => Clip::load(dir)?,
         None if Path::new(SHARED_WIDE_CLIP).is_dir() => Clip::load(Path::new(SHARED_WIDE_CLIP))?,
@@ -86,26 +92,24 @@ pub fn run_gpu_line_bench(config: &Config, args: &PipelineArgs) -> Result<()> {
         .collect();
 
     let gpu = Gpu::open(0).context("opening the GPU")?;
-    let engine: Box<dyn DeviceEngine> = if args.engine_double {
-        eprintln!(
-            "recording the CPU backend's output for each of {} frames (the engine test double replays them)...",
-            frames.len()
-        );
-        Box::new(recorded_engine(config, &gpu, &frames)?)
-    } else {
-        let served = edgesort_serve::select_on_this_box(
-            config,
-            edgesort_types::config::BackendChoice::Tensorrt,
-        )?;
-        let (plan, dla_core) = served.engine_plan().context("no engine serves")?;
-        let log = Arc::new(|severity, message: &str| {
-            tracing::info!(target: "tensorrt", ?severity, "{message}");
-        });
-        let tensorrt = tensorrt_sys::TensorRt::load(log)?;
-        Box::new(
-            edgesort_infer_tensorrt::TensorRtEngine::deserialize(&tensorrt, plan, dla_core)?
-                .with_cuda_graph(config.engine.cuda_graph),
-        )
+    let engine: Box<dyn DeviceEngine> = match served.and_then(|served| served.engine_plan()) {
+        Some((plan, dla_core)) => {
+            let log = Arc::new(|severity, message: &str| {
+                tracing::info!(target: "tensorrt", ?severity, "{message}");
+            });
+            let tensorrt = tensorrt_sys::TensorRt::load(log)?;
+            Box::new(
+                edgesort_infer_tensorrt::TensorRtEngine::deserialize(&tensorrt, plan, dla_core)?
+                    .with_cuda_graph(config.engine.cuda_graph),
+            )
+        }
+        None => {
+            eprintln!(
+                "recording the CPU backend's output for each of {} frames (the engine test double replays them)...",
+                frames.len()
+            );
+            Box::new(recorded_engine(config, &gpu, &frames)?)
+        }
     };
     let engine_name = engine.name();
     let memory = gpu.default_memory();

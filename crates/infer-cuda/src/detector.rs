@@ -76,14 +76,9 @@ impl<E: DeviceEngine> GpuDetector<E> {
             gpu.context
                 .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
                 .map_err(driver("create an event"))
+                .map_err(run_failed)
         };
-        let events = [event(), event(), event(), event()];
-        let events = match events {
-            [Ok(a), Ok(b), Ok(c), Ok(d)] => [a, b, c, d],
-            [Err(error), ..] | [_, Err(error), ..] | [_, _, Err(error), _] | [.., Err(error)] => {
-                return Err(run_failed(error));
-            }
-        };
+        let events = [event()?, event()?, event()?, event()?];
         Ok(GpuDetector {
             gpu: gpu.clone(),
             engine,

@@ -113,13 +113,9 @@ impl TensorRtBackend {
     }
 
     fn resize(&mut self, shape: &[usize]) -> Result<(), TensorRtBackendError> {
-        let nchw: [usize; 4] =
-            shape
-                .try_into()
-                .map_err(|_| TensorRtBackendError::NotADetector {
-                    inputs: 1,
-                    outputs: 1,
-                })?;
+        let nchw: [usize; 4] = shape.try_into().map_err(|_| {
+            TensorRtBackendError::Engine(format!("input shape {shape:?} is not NCHW").into())
+        })?;
         self.output_shape = self
             .engine
             .set_input_shape(nchw)

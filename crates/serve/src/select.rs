@@ -76,13 +76,25 @@ impl Served {
         // model this line started with, not one an update has just
         // switched to.
         let resolved = model.canonicalize().unwrap_or_else(|_| model.to_owned());
+        let model_sha256 = edgesort_types::sha256_file(&resolved).ok();
+        Served::cpu_with_digest(model, resolved, model_sha256, threads, fallback)
+    }
+
+    /// [`Served::cpu`] for a model whose digest is already known.
+    fn cpu_with_digest(
+        model: &Path,
+        resolved: PathBuf,
+        model_sha256: Option<String>,
+        threads: usize,
+        fallback: Option<Fallback>,
+    ) -> Served {
         Served {
             info: ServedInfo {
                 backend: ServedBackend::Cpu,
                 label: "tract (CPU)".into(),
                 precision: "fp32".into(),
                 model: model.to_owned(),
-                model_sha256: edgesort_types::sha256_file(&resolved).ok(),
+                model_sha256,
                 engine_key: None,
                 engine: None,
                 gpu: None,
@@ -171,16 +183,13 @@ pub fn select(
     runtime: &dyn Fn() -> Result<Arc<dyn EngineRuntime>, RuntimeError>,
     threads: usize,
 ) -> Result<Served, ServeError> {
-    let model_sha256 = edgesort_types::sha256_file(&config.model.path).ok();
-    let cpu = |fallback: Option<Fallback>| {
-        if let Some(reason) = &fallback {
-            tracing::warn!(check = reason.check(), "running on the CPU: {reason}");
-        }
-        Served::cpu(&config.model.path, threads, fallback)
-    };
     if choice == BackendChoice::Cpu {
-        return Ok(cpu(None));
+        return Ok(Served::cpu(&config.model.path, threads, None));
     }
+    // Read once: the engine's check needs it, and so does the CPU's status.
+    let model = &config.model.path;
+    let resolved = model.canonicalize().unwrap_or_else(|_| model.to_owned());
+    let model_sha256 = edgesort_types::sha256_file(&resolved).ok();
     match engine(config, facts, runtime, model_sha256.as_deref()) {
         Ok(served) => {
             tracing::info!(
@@ -194,7 +203,16 @@ pub fn select(
         Err(reason) if choice == BackendChoice::Tensorrt => {
             Err(ServeError::TensorRtRefused { reason })
         }
-        Err(reason) => Ok(cpu(Some(reason))),
+        Err(reason) => {
+            tracing::warn!(check = reason.check(), "running on the CPU: {reason}");
+            Ok(Served::cpu_with_digest(
+                model,
+                resolved,
+                model_sha256,
+                threads,
+                Some(reason),
+            ))
+        }
     }
 }
 
