@@ -261,12 +261,14 @@ pub fn scene_reference<'a>(
     let validation_input = inputs.validation_input;
     Box::new(move || {
         let frames = (0..2)
-            .map(|sequence| edgesort_types::Frame {
-                sequence,
-                captured_at: Default::default(),
-                width: 640,
-                height: 360,
-                rgb: vec![100; 640 * 360 * 3],
+            .map(|sequence| {
+                edgesort_types::Frame::from_rgb(
+                    sequence,
+                    Default::default(),
+                    640,
+                    360,
+                    vec![100; 640 * 360 * 3],
+                )
             })
             .collect();
         Ok(edgesort_engine::ReferenceDetections::compute(

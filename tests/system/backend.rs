@@ -93,13 +93,13 @@ fn a_detector_with_the_wrong_class_count_is_refused() {
     // The dynamic model leaves its output rank to shape inference, so the
     // class count can only be checked against the first run's output.
     let mut detector = Detector::new(backend, 80, 640, PARAMS).unwrap();
-    let frame = edgesort_types::Frame {
-        sequence: 0,
-        captured_at: edgesort_types::Timestamp::ZERO,
-        width: 640,
-        height: 360,
-        rgb: vec![114; 640 * 360 * 3],
-    };
+    let frame = edgesort_types::Frame::from_rgb(
+        0,
+        edgesort_types::Timestamp::ZERO,
+        640,
+        360,
+        vec![114; 640 * 360 * 3],
+    );
     let error = detector.detect(&frame).unwrap_err();
     assert!(matches!(error, InferError::NotYolo { .. }), "{error}");
     assert!(

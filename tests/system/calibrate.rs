@@ -91,13 +91,13 @@ fn the_qdq_model_runs_and_finds_what_the_fp32_model_finds() {
     {
         let (width, height, rgb) =
             edgesort_capture::decode_jpeg_rgb(&std::fs::read(frame).unwrap()).unwrap();
-        let frame = edgesort_types::Frame {
-            sequence: 0,
-            captured_at: edgesort_types::Timestamp::default(),
+        let frame = edgesort_types::Frame::from_rgb(
+            0,
+            edgesort_types::Timestamp::default(),
             width,
             height,
             rgb,
-        };
+        );
         let (expected, _) = fp32.detect(&frame).unwrap();
         let (found, _) = int8.detect(&frame).unwrap();
         expected_total += expected.len();

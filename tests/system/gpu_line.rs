@@ -9,12 +9,12 @@
 use crate::common;
 
 use edgesort_actuate::SimulatedPin;
-use edgesort_infer::{Backend, Detector};
+use edgesort_infer::{Backend, Detect, Detector, DetectorTimes, InferError};
 use edgesort_infer_cuda::{Gpu, GpuDetector, MemoryMode, OutputRecorder, RecordedOutputEngine};
 use edgesort_infer_tract::TractBackend;
 use edgesort_pipeline::{Pacing, run_replay_observed};
 use edgesort_score::{GroundTruth, score};
-use edgesort_types::Detection;
+use edgesort_types::{Detection, Frame, FrameLayout, PixelFormat, Pixels};
 
 #[test]
 #[ignore = "needs an NVIDIA GPU: run on one with --include-ignored"]
@@ -50,11 +50,21 @@ fn the_gpu_line_decides_as_the_cpu_line_part_for_part() {
     let truth = GroundTruth::load(&common::demo_clip().join("tracks.json")).unwrap();
     let cpu_score = score(&truth, &common::scored(&config, &cpu_report), 48.0);
     let gpu = Gpu::open(0).expect("a GPU");
-    for memory in [MemoryMode::Device, MemoryMode::Mapped] {
+    for (memory, lent) in [
+        (MemoryMode::Device, false),
+        (MemoryMode::Mapped, false),
+        (MemoryMode::Device, true),
+        (MemoryMode::Mapped, true),
+    ] {
         let engine =
             RecordedOutputEngine::new(&gpu, &io.inputs[0].name, &io.outputs[0].name, &runs)
                 .unwrap();
-        let mut detector = GpuDetector::new(&gpu, engine, &config.model, memory).unwrap();
+        let detector = GpuDetector::new(&gpu, engine, &config.model, memory).unwrap();
+        let mut detector = Lending {
+            detector,
+            lent,
+            frames_lent: 0,
+        };
         let mut gpu_frames: Vec<Vec<Detection>> = Vec::new();
         let gpu_report = run_replay_observed(
             &config,
@@ -65,6 +75,11 @@ fn the_gpu_line_decides_as_the_cpu_line_part_for_part() {
         )
         .unwrap();
 
+        let memory = format!("{memory:?}{}", if lent { " lent" } else { "" });
+        if lent {
+            // The warm-up and every frame, each in a buffer the detector lent.
+            assert_eq!(detector.frames_lent, cpu_frames.len() + 1, "{memory}");
+        }
         // Every frame's detections, bit for bit.
         assert_eq!(gpu_frames.len(), cpu_frames.len(), "{memory:?}");
         for (frame, (gpu, cpu)) in gpu_frames.iter().zip(&cpu_frames).enumerate() {
@@ -91,10 +106,47 @@ fn the_gpu_line_decides_as_the_cpu_line_part_for_part() {
             serde_json::to_value(&cpu_score).unwrap()
         );
         println!(
-            "FIGURE {memory:?}: {} frames, {} decisions identical to the CPU line; score {}",
+            "FIGURE {memory}: {} frames, {} decisions identical to the CPU line; score {}",
             gpu_frames.len(),
             gpu_report.decisions.len(),
             serde_json::to_string(&gpu_score).unwrap()
         );
+    }
+}
+
+/// The GPU detector as the daemon's camera feeds it when `lent`: each frame
+/// written into a buffer the detector lent (the capture thread's one copy),
+/// which the letterbox kernel then reads in place.
+struct Lending {
+    detector: GpuDetector<RecordedOutputEngine>,
+    lent: bool,
+    frames_lent: usize,
+}
+
+impl Detect for Lending {
+    fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
+        if !self.lent {
+            return self.detector.detect(frame);
+        }
+        let pool = self
+            .detector
+            .frame_pool()
+            .expect("the GPU detector lends buffers");
+        let layout = FrameLayout::packed(PixelFormat::Rgb24, frame.width, frame.height);
+        let mut buffer = pool.take(layout).expect("a free buffer");
+        buffer.bytes_mut().copy_from_slice(&frame.rgb());
+        self.frames_lent += 1;
+        let found = self.detector.detect(&Frame {
+            sequence: frame.sequence,
+            captured_at: frame.captured_at,
+            width: frame.width,
+            height: frame.height,
+            pixels: Pixels::Camera { layout, buffer },
+        })?;
+        assert!(
+            self.detector.last_times().in_place,
+            "the kernel read the lent buffer in place"
+        );
+        Ok(found)
     }
 }

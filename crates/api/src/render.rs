@@ -59,7 +59,7 @@ impl DrawTarget for Canvas<'_> {
 /// tracks in their lane's colour, labelled with track id, class and lane.
 pub fn snapshot_jpeg(snapshot: &Snapshot) -> Result<Vec<u8>, jpeg_encoder::EncodingError> {
     let frame = &snapshot.frame;
-    let mut rgb = frame.rgb.clone();
+    let mut rgb = frame.rgb().into_owned();
     let mut canvas = Canvas {
         rgb: &mut rgb,
         width: frame.width,
@@ -121,13 +121,7 @@ mod tests {
 
     #[test]
     fn tracks_are_outlined_in_their_lane_colour_and_the_frame_is_a_jpeg() {
-        let frame = Frame {
-            sequence: 7,
-            captured_at: Timestamp::ZERO,
-            width: 64,
-            height: 48,
-            rgb: vec![114; 64 * 48 * 3],
-        };
+        let frame = Frame::from_rgb(7, Timestamp::ZERO, 64, 48, vec![114; 64 * 48 * 3]);
         let track = Overlay {
             bbox: BoundingBox {
                 x1: 10.0,
@@ -154,7 +148,7 @@ mod tests {
         let at = 3 * (30 * 64 + 25);
         assert!(decoded[at..at + 3].iter().all(|&c| c.abs_diff(114) < 8));
         // The shared frame itself is not drawn on.
-        assert!(snapshot.frame.rgb.iter().all(|&c| c == 114));
+        assert!(snapshot.frame.rgb().iter().all(|&c| c == 114));
     }
 
     fn edgesort_capture_decode(jpeg: &[u8]) -> Vec<u8> {

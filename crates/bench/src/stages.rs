@@ -95,13 +95,7 @@ pub fn bench_clip<B: Backend>(
             let (width, height, rgb) = decode(clip, index)?;
             let decoded = started.elapsed();
             let captured_at = Timestamp::from_secs_f64(index as f64 / config.camera.fps);
-            let frame = Frame {
-                sequence: index as u64,
-                captured_at,
-                width,
-                height,
-                rgb,
-            };
+            let frame = Frame::from_rgb(index as u64, captured_at, width, height, rgb);
             let (detections, times) = detector.detect(&frame)?;
             let started = Instant::now();
             for track in tracker.update(captured_at, &detections) {
@@ -186,13 +180,13 @@ pub fn bench_targets<B: Backend>(
 
     let mut outputs = Vec::new();
     for (index, (width, height, rgb)) in frames.iter().take(RECORDED_OUTPUTS).enumerate() {
-        let frame = Frame {
-            sequence: index as u64,
-            captured_at: Timestamp::default(),
-            width: *width,
-            height: *height,
-            rgb: rgb.clone(),
-        };
+        let frame = Frame::from_rgb(
+            index as u64,
+            Timestamp::default(),
+            *width,
+            *height,
+            rgb.clone(),
+        );
         square_detector.detect(&frame)?;
         let (output, shape) = square_detector.last_output()?;
         outputs.push((output.to_vec(), shape[1] - 4, shape[2]));

@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use edgesort_types::{Clock, Frame, FrameLayout, MonotonicClock};
+use edgesort_types::{Clock, Frame, FrameLayout, FramePool, MonotonicClock, Pixels};
 
 use crate::v4l2::{CameraSettings, OpenReport, RawFrame, V4l2Camera};
 use crate::{CameraError, CaptureFormat, StreamMode, decode_jpeg_rgb_into, raw_to_rgb};
@@ -145,6 +145,8 @@ struct Slot {
 struct Shared {
     device: PathBuf,
     slot: Mutex<Slot>,
+    /// Buffers lent by the detector for frames in the camera's layout.
+    pool: Mutex<Option<Arc<dyn FramePool>>>,
     arrived: Condvar,
     counters: Counters,
     stop: AtomicBool,
@@ -156,6 +158,13 @@ impl Shared {
         self.slot
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn pool(&self) -> Option<Arc<dyn FramePool>> {
+        self.pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -211,6 +220,7 @@ impl LiveCamera {
                 health: CameraHealth::Streaming,
                 mode: camera.mode(),
             }),
+            pool: Mutex::new(None),
             arrived: Condvar::new(),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
@@ -239,8 +249,9 @@ impl LiveCamera {
         self.next_frame_timed(timeout).map(|(frame, _)| frame)
     }
 
-    /// As [`LiveCamera::next_frame`], with the time its conversion to RGB
-    /// (colour conversion, or JPEG decode for MJPG) took.
+    /// As [`LiveCamera::next_frame`], with the time the capture thread spent
+    /// on it: the conversion to RGB (colour conversion, or JPEG decode for
+    /// MJPG), or the one copy into a lent buffer.
     pub fn next_frame_timed(&self, timeout: Duration) -> Option<(Frame, Duration)> {
         let slot = self.shared.slot();
         let (mut slot, _) = self
@@ -252,11 +263,54 @@ impl LiveCamera {
         slot.frame.take().map(|frame| (frame, convert))
     }
 
-    /// Gives a frame's buffer back for the next conversion.
+    /// Gives a frame's buffer back for the next conversion (a lent buffer
+    /// goes back to its pool when the frame is dropped).
     pub fn recycle(&self, frame: Frame) {
+        let Some(rgb) = frame.into_rgb() else { return };
         let mut slot = self.shared.slot();
         if slot.spare.len() < MAX_SPARE_BUFFERS {
-            slot.spare.push(frame.rgb);
+            slot.spare.push(rgb);
+        }
+    }
+
+    /// Lends the camera buffers in memory the detector reads in place: from
+    /// the next frame on, frames in a raw format the pool takes are copied
+    /// once into them, in the camera's layout, and not converted on the CPU.
+    /// `None` returns to RGB frames.
+    pub fn lend_buffers(&self, pool: Option<Arc<dyn FramePool>>) {
+        *self
+            .shared
+            .pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = pool;
+    }
+
+    /// The path a frame takes from the driver to the detector, in words.
+    pub fn frame_path(&self) -> String {
+        let mode = self.mode();
+        let source = format!(
+            "{} {}x{} in the driver's memory-mapped buffers (V4L2 MMAP)",
+            mode.format, mode.width, mode.height
+        );
+        let lent = match mode.format {
+            CaptureFormat::Raw(format) => self.shared.pool().filter(|pool| {
+                pool.accepts(FrameLayout {
+                    format,
+                    width: mode.width,
+                    height: mode.height,
+                    stride: mode.stride,
+                })
+            }),
+            CaptureFormat::Mjpeg => None,
+        };
+        match (mode.format, lent) {
+            (CaptureFormat::Mjpeg, _) => format!("{source}, decoded to RGB on the CPU"),
+            (CaptureFormat::Raw(_), Some(pool)) => format!(
+                "{source}, copied once (memcpy, timed per frame) into {}; the GPU converts \
+                 the pixels",
+                pool.describe()
+            ),
+            (CaptureFormat::Raw(_), None) => format!("{source}, converted to RGB on the CPU"),
         }
     }
 
@@ -443,6 +497,39 @@ fn publish(
         bump(&shared.counters.untimed, 1);
         MonotonicClock.now()
     });
+    if let CaptureFormat::Raw(format) = mode.format {
+        let layout = FrameLayout {
+            format,
+            width: mode.width,
+            height: mode.height,
+            stride: mode.stride,
+        };
+        if let Some(mut buffer) = shared.pool().and_then(|pool| pool.take(layout)) {
+            let started = Instant::now();
+            let needed = layout.byte_len();
+            if raw.bytes.len() < needed || buffer.bytes().len() < needed {
+                return Err(format!(
+                    "{format:?} {}x{} with stride {} needs {needed} bytes, the driver's buffer \
+                     holds {} and the lent one {}",
+                    layout.width,
+                    layout.height,
+                    layout.stride,
+                    raw.bytes.len(),
+                    buffer.bytes().len()
+                ));
+            }
+            buffer.bytes_mut()[..needed].copy_from_slice(&raw.bytes[..needed]);
+            let frame = Frame {
+                sequence,
+                captured_at,
+                width: mode.width,
+                height: mode.height,
+                pixels: Pixels::Camera { layout, buffer },
+            };
+            hand_over(shared, frame, started.elapsed());
+            return Ok(());
+        }
+    }
     let mut rgb = shared.slot().spare.pop().unwrap_or_default();
     let started = Instant::now();
     let converted = match mode.format {
@@ -474,26 +561,27 @@ fn publish(
         }
         return Err(reason);
     }
-    let convert = started.elapsed();
-    let frame = Frame {
-        sequence,
-        captured_at,
-        width: mode.width,
-        height: mode.height,
-        rgb,
-    };
+    let frame = Frame::from_rgb(sequence, captured_at, mode.width, mode.height, rgb);
+    hand_over(shared, frame, started.elapsed());
+    Ok(())
+}
+
+/// Puts `frame` in the slot, replacing (and counting) one the pipeline has
+/// not taken.
+fn hand_over(shared: &Shared, frame: Frame, convert: Duration) {
     let mut slot = shared.slot();
     slot.convert = convert;
     if let Some(unread) = slot.frame.replace(frame) {
         bump(&shared.counters.pipeline_drops, 1);
-        if slot.spare.len() < MAX_SPARE_BUFFERS {
-            slot.spare.push(unread.rgb);
+        if let Some(rgb) = unread.into_rgb()
+            && slot.spare.len() < MAX_SPARE_BUFFERS
+        {
+            slot.spare.push(rgb);
         }
     }
     drop(slot);
     bump(&shared.counters.frames, 1);
     shared.arrived.notify_one();
-    Ok(())
 }
 
 #[cfg(test)]

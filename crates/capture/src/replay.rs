@@ -150,13 +150,13 @@ impl ReplaySource {
                 height: self.height,
             });
         }
-        Ok(Frame {
+        Ok(Frame::from_rgb(
             sequence,
-            captured_at: self.timestamp_of(sequence),
+            self.timestamp_of(sequence),
             width,
             height,
             rgb,
-        })
+        ))
     }
 }
 
@@ -192,7 +192,7 @@ mod tests {
         assert_eq!((first.sequence, second.sequence), (0, 1));
         assert_eq!(first.captured_at, Timestamp::from_nanos(5));
         assert_eq!(second.captured_at, Timestamp::from_nanos(5 + 16_666_667));
-        assert_eq!(first.rgb.len(), 640 * 360 * 3);
+        assert_eq!(first.rgb().len(), 640 * 360 * 3);
     }
 
     #[test]

@@ -158,14 +158,14 @@ fn nv12_streams_through_the_live_camera() {
             .next_frame(Duration::from_secs(3))
             .expect("a frame within 3 s");
         assert_eq!((frame.width, frame.height), (640, 360));
-        assert_eq!(frame.rgb.len(), 640 * 360 * 3);
+        assert_eq!(frame.rgb().len(), 640 * 360 * 3);
         if let Some((sequence, time)) = last {
             assert!(frame.sequence > sequence);
             assert!(frame.captured_at > time);
         }
         last = Some((frame.sequence, frame.captured_at));
         colours = frame
-            .rgb
+            .rgb()
             .chunks_exact(3)
             .map(|p| [p[0], p[1], p[2]])
             .collect();

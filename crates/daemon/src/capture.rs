@@ -4,10 +4,10 @@ use std::time::{Duration, Instant};
 
 use edgesort_capture::{CameraHealth, LiveCamera, ReplaySource, live_settings};
 use edgesort_pipeline::handoff::CapturedFrame;
-use edgesort_types::Timestamp;
 use edgesort_types::config::CameraConfig;
+use edgesort_types::{FramePool, Timestamp};
 
-use crate::stage::{Shared, StageBody, StageName};
+use crate::stage::{Shared, StageBody, StageName, lock};
 
 /// The first replayed frame is stamped this far ahead, so the first sleep is
 /// never negative.
@@ -115,8 +115,23 @@ fn live_stage(shared: Arc<Shared>, device: PathBuf, camera: CameraConfig) -> Sta
             tracing::warn!(camera = %device.display(), "{deviation}");
         }
         let mut seen = live.counters();
+        let mut lent: Option<Arc<dyn FramePool>> = None;
+        let mut reported = None;
         while !shared.stopping() {
             shared.check_fault(StageName::Capture);
+            // The detector in service lends buffers (the GPU line) or not;
+            // a swap or a restart of the inference stage changes that.
+            let pool = lock(&shared.frame_pool).clone();
+            if !same_pool(&pool, &lent) {
+                live.lend_buffers(pool.clone());
+                lent = pool;
+            }
+            let path = live.frame_path();
+            if reported.as_ref() != Some(&path) {
+                tracing::info!(camera = %device.display(), path, "frame path");
+                shared.board().camera.path = Some(path.clone());
+                reported = Some(path);
+            }
             let frame = live.next_frame_timed(POLL);
             match live.health() {
                 CameraHealth::Streaming => set_camera_state(&shared, "streaming", None),
@@ -135,6 +150,14 @@ fn live_stage(shared: Arc<Shared>, device: PathBuf, camera: CameraConfig) -> Sta
         }
         Ok(())
     })
+}
+
+fn same_pool(a: &Option<Arc<dyn FramePool>>, b: &Option<Arc<dyn FramePool>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 fn set_camera_state(shared: &Shared, state: &str, detail: Option<String>) {

@@ -222,6 +222,7 @@ impl Daemon {
             detail: None,
             width: config.camera.width,
             height: config.camera.height,
+            path: None,
         });
         board.store_reset = reset.map(|reset| reset.to_string());
         let (frame_sender, frame_receiver) = latest_frame();

@@ -36,10 +36,12 @@ pub(crate) fn inference_stage(
         let config = shared.config();
         let factory = lock(&shared.engine).1.clone();
         let mut detector = factory(&config)?;
+        *lock(&shared.frame_pool) = detector.frame_pool();
         while let Some(CapturedFrame { frame, decode }) = frames.recv() {
             shared.check_fault(StageName::Inference);
             if let Some(swap) = lock(&shared.swap).take() {
                 detector = swap.detector;
+                *lock(&shared.frame_pool) = detector.frame_pool();
                 tracing::info!(backend = %swap.engine.backend, "detector swapped in between two frames");
                 *lock(&shared.engine) = (swap.engine, swap.factory);
             }

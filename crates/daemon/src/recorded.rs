@@ -140,13 +140,7 @@ mod tests {
     }
 
     fn frame(sequence: u64) -> Frame {
-        Frame {
-            sequence,
-            captured_at: Timestamp::ZERO,
-            width: 4,
-            height: 2,
-            rgb: vec![0; 4 * 2 * 3],
-        }
+        Frame::from_rgb(sequence, Timestamp::ZERO, 4, 2, vec![0; 4 * 2 * 3])
     }
 
     fn recording(lines: &[FrameDetections]) -> tempfile::NamedTempFile {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use edgesort_actuate::EjectorScheduler;
 use edgesort_pipeline::handoff::FrameSender;
 use edgesort_types::config::Config;
-use edgesort_types::{Clock, MonotonicClock};
+use edgesort_types::{Clock, FramePool, MonotonicClock};
 use serde::Serialize;
 
 use crate::control::{DetectorFactory, EngineInfo, Snapshot};
@@ -80,6 +80,9 @@ pub(crate) struct Shared {
     /// A detector built and loaded beside the running one, for the
     /// inference stage to take between two frames.
     pub swap: Mutex<Option<Swap>>,
+    /// Frame buffers the detector in service reads in place, for the camera
+    /// to fill in its own layout (the GPU line); `None` on the CPU path.
+    pub frame_pool: Mutex<Option<Arc<dyn FramePool>>>,
     /// Faults asked for by a chaos test, one per stage.
     faults: [AtomicBool; 4],
     pub stopping: AtomicBool,
@@ -138,6 +141,7 @@ impl Shared {
             ejectors,
             engine: Mutex::new((engine, detector)),
             swap: Mutex::new(None),
+            frame_pool: Mutex::new(None),
             faults: Default::default(),
             stopping: AtomicBool::new(false),
             manual: Mutex::new(HashMap::new()),

@@ -82,6 +82,9 @@ pub struct CameraStatus {
     pub width: u32,
     /// Frame height.
     pub height: u32,
+    /// How a frame gets from the driver to the detector, and what it costs
+    /// (copies, conversions); `None` for a replayed clip.
+    pub path: Option<String>,
 }
 
 /// One ejector output.

@@ -180,6 +180,21 @@ pub struct PipelineArgs {
     /// Frame rate the GPU line is fed at.
     #[arg(long, default_value_t = 60.0)]
     pub fps: f64,
+    /// With `--backend gpu`: where frames and results live. Default: mapped
+    /// on an integrated GPU (Jetson), device memory on a discrete one;
+    /// `mapped` on a discrete GPU has its kernels read the frame over PCIe,
+    /// the nearest a discrete GPU comes to a Jetson's path.
+    #[arg(long, value_enum)]
+    pub gpu_memory: Option<GpuMemory>,
+}
+
+/// `--gpu-memory`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GpuMemory {
+    /// Device memory, copies on the stream.
+    Device,
+    /// Pinned host memory mapped into the GPU.
+    Mapped,
 }
 
 pub fn run_bench_command(command: BenchCommand) -> Result<()> {

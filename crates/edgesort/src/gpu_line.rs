@@ -2,9 +2,11 @@
 //! at the camera's pace, timed frame by frame. Frames are 1280x720 YUYV (the
 //! shared `clip_a` where present, else the demo clip doubled in size), fed
 //! by a camera thread at `--fps` for `--seconds` through a one-frame slot,
-//! and detected by the GPU detector: the letterbox kernel reads the YUYV
-//! frame and writes the engine's input binding, the engine runs, the decode
-//! kernels read its output binding. The engine is the one in service, or,
+//! and detected by the GPU detector. As the live capture thread does with
+//! the driver's buffer, the camera thread copies each frame once into a
+//! buffer the detector lent (pinned memory, mapped on a Jetson); the
+//! letterbox kernel reads the YUYV there and writes the engine's input
+//! binding, the engine runs, the decode kernels read its output binding. The engine is the one in service, or,
 //! with `--engine-double`, a TEST DOUBLE that writes the CPU backend's
 //! output recorded for each frame.
 
@@ -17,15 +19,17 @@ use anyhow::{Context, Result};
 use edgesort_bench::{Clip, generate_from};
 use edgesort_capture::decode_jpeg_rgb;
 use edgesort_infer::{Backend, Detect, Detector};
-use edgesort_infer_cuda::{DeviceEngine, Gpu, GpuDetector, OutputRecorder, RecordedOutputEngine};
+use edgesort_infer_cuda::{
+    DeviceEngine, Gpu, GpuDetector, MemoryMode, OutputRecorder, RecordedOutputEngine,
+};
 use edgesort_infer_tract::TractBackend;
 use edgesort_pipeline::{StageHistogram, StageSummary};
 use edgesort_types::config::Config;
-use edgesort_types::{Frame, FrameLayout, PixelFormat, Timestamp};
+use edgesort_types::{Frame, FrameLayout, PixelFormat, Pixels, Timestamp};
 use serde::Serialize;
 
 use crate::BUNDLED_CLIP;
-use crate::bench::{PipelineArgs, SHARED_WIDE_CLIP};
+use crate::bench::{GpuMemory, PipelineArgs, SHARED_WIDE_CLIP};
 
 /// What one run of the GPU line measured.
 #[derive(Serialize)]
@@ -40,12 +44,19 @@ struct GpuLineReport {
     frames_fed: u64,
     frames_processed: u64,
     frames_dropped: u64,
+    /// Frames that found no lent buffer free and were copied by the
+    /// detector instead.
+    frames_not_in_lent_buffers: u64,
+    /// The camera thread's one copy of each frame into a lent buffer (the
+    /// live capture thread's copy out of the driver's buffer).
+    camera_copy: StageSummary,
     /// Host time from the frame ready to its detections ready, less the
     /// engine's own GPU time: what edgesort adds to the engine.
     host_overhead: StageSummary,
     /// The same, the engine included.
     host_total: StageSummary,
-    /// Copying the frame into the buffer the GPU reads.
+    /// Copying the frame into the buffer the GPU reads, on the detecting
+    /// thread: zero for frames in lent buffers.
     frame_copy: StageSummary,
     /// GPU time per stage, from events.
     gpu_letterbox: StageSummary,
@@ -75,13 +86,13 @@ pub fn run_gpu_line_bench(
         .map(|(index, jpeg)| {
             let (width, height, rgb) = decode_jpeg_rgb(jpeg)
                 .map_err(|reason| anyhow::anyhow!("frame {index} of {}: {reason}", clip.name))?;
-            Ok(Frame {
-                sequence: index as u64,
-                captured_at: Timestamp::ZERO,
+            Ok(Frame::from_rgb(
+                index as u64,
+                Timestamp::ZERO,
                 width,
                 height,
                 rgb,
-            })
+            ))
         })
         .collect::<Result<_>>()?;
     let (width, height) = (clip.width, clip.height);
@@ -112,7 +123,11 @@ pub fn run_gpu_line_bench(
         }
     };
     let engine_name = engine.name();
-    let memory = gpu.default_memory();
+    let memory = match args.gpu_memory {
+        None => gpu.default_memory(),
+        Some(GpuMemory::Device) => MemoryMode::Device,
+        Some(GpuMemory::Mapped) => MemoryMode::Mapped,
+    };
     let mut detector = GpuDetector::new(&gpu, engine, &config.model, memory)?;
     // Readies the engine for the shape; not timed.
     detector.detect_raw(layout, &yuyv[0])?;
@@ -126,24 +141,45 @@ pub fn run_gpu_line_bench(
     );
     let period = Duration::from_secs_f64(1.0 / args.fps);
     let total = (args.seconds * args.fps).round() as u64;
-    let (slot, frames_in) = crossbeam_channel::bounded::<(usize, Instant)>(1);
+    let (slot, frames_in) = crossbeam_channel::bounded::<(Frame, Instant)>(1);
     let dropped = Arc::new(AtomicU64::new(0));
     let camera_dropped = dropped.clone();
-    let count = yuyv.len();
+    let pool = detector.lend_frame_buffers();
+    let yuyv = Arc::new(yuyv);
+    let camera_frames = yuyv.clone();
     let camera = std::thread::spawn(move || {
+        let mut copies = StageHistogram::new("camera copy");
         let start = Instant::now() + period;
         for index in 0..total {
             let due = start + period * index as u32;
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            if slot
-                .try_send(((index as usize) % count, Instant::now()))
-                .is_err()
-            {
+            let bytes = &camera_frames[index as usize % camera_frames.len()];
+            let copied = Instant::now();
+            let pixels = match pool.take(layout) {
+                Some(mut buffer) => {
+                    buffer.bytes_mut().copy_from_slice(bytes);
+                    Pixels::Camera { layout, buffer }
+                }
+                None => Pixels::Camera {
+                    layout,
+                    buffer: Box::new(HeapFrame(bytes.clone())),
+                },
+            };
+            copies.record(copied.elapsed());
+            let frame = Frame {
+                sequence: index,
+                captured_at: Timestamp::ZERO,
+                width,
+                height,
+                pixels,
+            };
+            if slot.try_send((frame, Instant::now())).is_err() {
                 camera_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+        copies
     });
 
     let mut overhead = StageHistogram::new("host overhead");
@@ -154,9 +190,10 @@ pub fn run_gpu_line_bench(
     let mut decode = StageHistogram::new("GPU decode+NMS");
     let mut cpu = StageHistogram::new("CPU per frame");
     let mut processed = 0u64;
-    while let Ok((index, ready)) = frames_in.recv() {
+    let mut not_lent = 0u64;
+    while let Ok((frame, ready)) = frames_in.recv() {
         let cpu_before = thread_cpu_time();
-        let (_, times) = detector.detect_raw(layout, &yuyv[index])?;
+        let (_, times) = detector.detect(&frame)?;
         let done = Instant::now();
         let cpu_after = thread_cpu_time();
         let gpu_times = detector.last_times();
@@ -164,13 +201,16 @@ pub fn run_gpu_line_bench(
         host_total.record(total);
         overhead.record(total.saturating_sub(gpu_times.engine));
         frame_copy.record(gpu_times.frame_copy);
+        if !gpu_times.in_place {
+            not_lent += 1;
+        }
         letterbox.record(times.preprocess);
         engine_time.record(times.inference);
         decode.record(times.postprocess);
         cpu.record(cpu_after.saturating_sub(cpu_before));
         processed += 1;
     }
-    camera
+    let camera_copy = camera
         .join()
         .map_err(|_| anyhow::anyhow!("the camera thread panicked"))?;
 
@@ -189,6 +229,8 @@ pub fn run_gpu_line_bench(
         frames_fed: total,
         frames_processed: processed,
         frames_dropped: dropped.load(Ordering::Relaxed),
+        frames_not_in_lent_buffers: not_lent,
+        camera_copy: camera_copy.summary(),
         host_overhead: overhead.summary(),
         host_total: host_total.summary(),
         frame_copy: frame_copy.summary(),
@@ -205,8 +247,11 @@ pub fn run_gpu_line_bench(
             report.gpu, report.frame, report.input, report.memory, report.engine
         );
         println!(
-            "frames fed {}, processed {}, dropped {}",
-            report.frames_fed, report.frames_processed, report.frames_dropped
+            "frames fed {}, processed {}, dropped {}, not in lent buffers {}",
+            report.frames_fed,
+            report.frames_processed,
+            report.frames_dropped,
+            report.frames_not_in_lent_buffers
         );
         println!(
             "{:<60} {:>9} {:>9} {:>9}",
@@ -218,6 +263,10 @@ pub fn run_gpu_line_bench(
                 &report.host_overhead,
             ),
             ("host: frame ready -> detections", &report.host_total),
+            (
+                "camera thread: the one copy into a lent buffer",
+                &report.camera_copy,
+            ),
             ("host: frame copy into the GPU's buffer", &report.frame_copy),
             ("GPU: letterbox", &report.gpu_letterbox),
             ("GPU: engine", &report.gpu_engine),
@@ -231,6 +280,21 @@ pub fn run_gpu_line_bench(
         }
     }
     Ok(())
+}
+
+/// A frame that found no lent buffer free: the detector copies it.
+struct HeapFrame(Vec<u8>);
+
+impl edgesort_types::PixelBuffer for HeapFrame {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// The engine double: the CPU backend's output for each frame (RGB, as the
@@ -262,10 +326,11 @@ fn recorded_engine(
 /// A frame as a camera streaming YUYV would deliver it (BT.601, limited
 /// range), two pixels per four bytes.
 fn rgb_to_yuyv(frame: &Frame, layout: FrameLayout) -> Vec<u8> {
+    let rgb = frame.rgb();
     let mut out = vec![0u8; layout.byte_len()];
     let luma = |r: f32, g: f32, b: f32| 16.0 + 0.257 * r + 0.504 * g + 0.098 * b;
     for y in 0..frame.height as usize {
-        let row = &frame.rgb[3 * y * frame.width as usize..];
+        let row = &rgb[3 * y * frame.width as usize..];
         let target = &mut out[y * layout.stride as usize..];
         for pair in 0..frame.width as usize / 2 {
             let pixel = |i: usize| {

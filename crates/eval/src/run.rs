@@ -43,13 +43,7 @@ fn detect_all<B: Backend>(
         let bytes =
             std::fs::read(&labelled.image).map_err(|error| decode_error(error.to_string()))?;
         let (width, height, rgb) = decode_jpeg_rgb(&bytes).map_err(decode_error)?;
-        let frame = Frame {
-            sequence: sequence as u64,
-            captured_at: Timestamp::default(),
-            width,
-            height,
-            rgb,
-        };
+        let frame = Frame::from_rgb(sequence as u64, Timestamp::default(), width, height, rgb);
         let (detections, _) = detector
             .detect(&frame)
             .map_err(|source| EvalError::Detect {

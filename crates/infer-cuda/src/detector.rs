@@ -8,9 +8,10 @@ use edgesort_infer::{
     yolo_anchors, yolo_io,
 };
 use edgesort_types::config::ModelConfig;
-use edgesort_types::{Detection, Frame, FrameLayout, PixelFormat};
+use edgesort_types::{Detection, Frame, FrameLayout, FramePool, PixelBuffer, Pixels};
 
 use crate::error::driver;
+use crate::pool::{GpuFrame, GpuFramePool};
 use crate::{DeviceEngine, Gpu, GpuDecoder, GpuError, GpuLetterbox, MemoryMode};
 
 /// Where one frame's time went, beyond [`DetectorTimes`] (which holds the
@@ -21,10 +22,14 @@ pub struct GpuTimes {
     /// included.
     pub host: Duration,
     /// Of that, copying the frame into the GPU's frame buffer (mapped
-    /// memory on Jetson, pinned staging memory on a discrete GPU).
+    /// memory on Jetson, pinned staging memory on a discrete GPU); zero for
+    /// a frame the camera wrote into a buffer of the detector's pool.
     pub frame_copy: Duration,
     /// The engine's own GPU time.
     pub engine: Duration,
+    /// Whether the kernel read the frame where the camera wrote it (a
+    /// buffer this detector lent), with no copy on this thread.
+    pub in_place: bool,
 }
 
 /// A YOLOv8 detector on the GPU: the frame is letterboxed by a kernel
@@ -42,6 +47,15 @@ pub struct GpuDetector<E> {
     prepared: Option<Prepared>,
     events: [CudaEvent; 4],
     last: GpuTimes,
+    pool: GpuFramePool,
+}
+
+/// Where a frame's bytes are.
+enum Source<'a> {
+    /// Anywhere: copied into the letterbox's own frame buffer.
+    Copy(&'a [u8]),
+    /// In a buffer of this detector's pool, read in place.
+    Lent(&'a GpuFrame),
 }
 
 /// The buffers for one frame layout.
@@ -89,6 +103,7 @@ impl<E: DeviceEngine> GpuDetector<E> {
             prepared: None,
             events,
             last: GpuTimes::default(),
+            pool: GpuFramePool::new(gpu, memory),
         })
     }
 
@@ -157,6 +172,24 @@ impl<E: DeviceEngine> GpuDetector<E> {
         layout: FrameLayout,
         bytes: &[u8],
     ) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
+        self.run(layout, Source::Copy(bytes))
+    }
+
+    /// Frame buffers for the camera: a frame written into one (in its own
+    /// layout) reaches the letterbox kernel with no further copy.
+    pub fn lend_frame_buffers(&self) -> Arc<dyn FramePool> {
+        self.pool.share()
+    }
+
+    fn run(
+        &mut self,
+        layout: FrameLayout,
+        source: Source<'_>,
+    ) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
+        let bytes = match source {
+            Source::Copy(bytes) => bytes,
+            Source::Lent(frame) => &frame.bytes()[..layout.byte_len().min(frame.bytes().len())],
+        };
         if bytes.len() != layout.byte_len() {
             return Err(InferError::FrameGeometry {
                 width: layout.width,
@@ -191,12 +224,19 @@ impl<E: DeviceEngine> GpuDetector<E> {
             decoder,
             ..
         } = prepared.as_mut().expect("prepared");
+        let in_place = matches!(source, Source::Lent(_));
         let copy_started = Instant::now();
-        letterbox.frame_mut().copy_from_slice(bytes);
+        if let Source::Copy(bytes) = source {
+            letterbox.frame_mut().copy_from_slice(bytes);
+        }
         let frame_copy = copy_started.elapsed();
         let record = |event: &CudaEvent| event.record(stream).map_err(driver("record an event"));
         record(&events[0]).map_err(run_failed)?;
-        letterbox.enqueue().map_err(run_failed)?;
+        match source {
+            Source::Copy(_) => letterbox.enqueue(),
+            Source::Lent(frame) => letterbox.enqueue_from(frame.buffer()),
+        }
+        .map_err(run_failed)?;
         record(&events[1]).map_err(run_failed)?;
         // SAFETY: the tensor and the output live in `prepared` until the
         // next frame size, and `results` below waits for the stream.
@@ -238,6 +278,7 @@ impl<E: DeviceEngine> GpuDetector<E> {
             host,
             frame_copy,
             engine: times.inference,
+            in_place,
         };
         Ok((detections, times))
     }
@@ -245,8 +286,18 @@ impl<E: DeviceEngine> GpuDetector<E> {
 
 impl<E: DeviceEngine> Detect for GpuDetector<E> {
     fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
-        let layout = FrameLayout::packed(PixelFormat::Rgb24, frame.width, frame.height);
-        self.detect_raw(layout, &frame.rgb)
+        if let Pixels::Camera { layout, buffer } = &frame.pixels
+            && let Some(lent) = buffer.as_any().downcast_ref::<GpuFrame>()
+            && self.pool.owns(lent)
+        {
+            return self.run(*layout, Source::Lent(lent));
+        }
+        let (layout, bytes) = frame.layout_and_bytes();
+        self.run(layout, Source::Copy(bytes))
+    }
+
+    fn frame_pool(&self) -> Option<Arc<dyn FramePool>> {
+        Some(self.lend_frame_buffers())
     }
 }
 

@@ -64,6 +64,8 @@ pub struct HostBuffer {
 // SAFETY: the buffer is plain memory owned by this value; access goes
 // through &self / &mut self.
 unsafe impl Send for HostBuffer {}
+// SAFETY: as above: &self gives only shared reads, writes need &mut self.
+unsafe impl Sync for HostBuffer {}
 
 impl HostBuffer {
     pub(crate) fn new(
@@ -162,6 +164,11 @@ impl SharedBuffer {
                 .device_pointer()
                 .expect("mapped buffers have a device address"),
         }
+    }
+
+    /// Size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.host.bytes
     }
 
     /// The host side.

@@ -142,15 +142,32 @@ impl GpuLetterbox {
 
     /// Enqueues the frame's upload (discrete GPUs) and the kernel.
     pub fn enqueue(&self) -> Result<(), GpuError> {
-        self.frame.upload(self.gpu.stream.cu_stream())?;
-        self.launch()
+        self.enqueue_from(&self.frame)
+    }
+
+    /// As [`GpuLetterbox::enqueue`], on a frame the camera wrote into a
+    /// buffer of its own (from the detector's frame pool): no copy on the
+    /// host. `frame` must stay untouched until the stream has run.
+    pub(crate) fn enqueue_from(&self, frame: &SharedBuffer) -> Result<(), GpuError> {
+        if frame.len() < self.frame.len() {
+            return Err(GpuError::Geometry(format!(
+                "a lent frame buffer holds {} bytes, the frame needs {}",
+                frame.len(),
+                self.frame.len()
+            )));
+        }
+        frame.upload(self.gpu.stream.cu_stream())?;
+        self.launch_on(frame.device_pointer())
     }
 
     /// Enqueues the kernel alone, on the frame already on the device (or
     /// mapped).
     pub(crate) fn launch(&self) -> Result<(), GpuError> {
+        self.launch_on(self.frame.device_pointer())
+    }
+
+    fn launch_on(&self, frame: cudarc::driver::sys::CUdeviceptr) -> Result<(), GpuError> {
         let stream = &self.gpu.stream;
-        let frame = self.frame.device_pointer();
         let tensor = self.tensor.pointer();
         let block = (32, 8, 1);
         let config = LaunchConfig {

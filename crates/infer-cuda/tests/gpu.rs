@@ -369,3 +369,35 @@ fn opening_the_gpu_works_or_says_plainly_why_not() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn the_frame_pool_lends_a_bounded_number_of_buffers_and_takes_them_back() {
+    use edgesort_infer_cuda::GpuFramePool;
+    use edgesort_types::FramePool;
+    let gpu = gpu();
+    for memory in [MemoryMode::Device, MemoryMode::Mapped] {
+        let pool = GpuFramePool::new(&gpu, memory);
+        let small = FrameLayout::packed(PixelFormat::Yuyv, 64, 32);
+        assert!(!pool.accepts(FrameLayout::packed(PixelFormat::Grey, 64, 32)));
+        assert!(
+            pool.take(FrameLayout::packed(PixelFormat::Grey, 64, 32))
+                .is_none()
+        );
+        let mut held: Vec<_> = std::iter::from_fn(|| pool.take(small)).take(20).collect();
+        assert_eq!(held.len(), 8, "{memory:?}: at most eight in flight");
+        for (index, buffer) in held.iter_mut().enumerate() {
+            assert_eq!(buffer.bytes().len(), small.byte_len());
+            buffer.bytes_mut().fill(index as u8);
+        }
+        drop(held.pop());
+        let again = pool.take(small).expect("the dropped buffer came back");
+        assert_eq!(again.bytes().len(), small.byte_len());
+        drop(held);
+        // A larger frame replaces smaller buffers rather than failing.
+        let large = FrameLayout::packed(PixelFormat::Nv12, 1280, 720);
+        let big = pool.take(large).expect("a buffer for the larger size");
+        assert_eq!(big.bytes().len(), large.byte_len());
+        assert!(pool.describe().contains("pinned host memory"));
+    }
+}

@@ -1,7 +1,8 @@
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgesort_types::config::ModelConfig;
-use edgesort_types::{Detection, Frame};
+use edgesort_types::{Detection, Frame, FramePool};
 
 use crate::{
     Backend, Candidate, DecodeParams, InferError, InputShape, Letterbox, ModelIo, Resampler,
@@ -29,6 +30,13 @@ pub trait Detect: Send {
     /// Detections in `frame`, in frame pixels, best first, with the time
     /// each step took.
     fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError>;
+
+    /// Frame buffers this detector reads in place, for the camera to fill
+    /// in its own layout ([`edgesort_types::Pixels::Camera`]); `None` where
+    /// it wants packed RGB (the CPU path).
+    fn frame_pool(&self) -> Option<Arc<dyn FramePool>> {
+        None
+    }
 }
 
 impl<B: Backend> Detect for Detector<B> {
@@ -40,6 +48,10 @@ impl<B: Backend> Detect for Detector<B> {
 impl<D: Detect + ?Sized> Detect for Box<D> {
     fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
         (**self).detect(frame)
+    }
+
+    fn frame_pool(&self) -> Option<Arc<dyn FramePool>> {
+        (**self).frame_pool()
     }
 }
 
@@ -162,7 +174,7 @@ impl<B: Backend> Detector<B> {
             letterbox.input_width as usize,
         ];
         resampler.fill(
-            &frame.rgb,
+            &frame.rgb(),
             self.backend.input_mut(&self.input_name, &shape)?,
         );
         let preprocessed = Instant::now();

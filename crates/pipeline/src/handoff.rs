@@ -143,13 +143,7 @@ mod tests {
 
     fn frame(sequence: u64) -> CapturedFrame {
         CapturedFrame {
-            frame: Frame {
-                sequence,
-                captured_at: Timestamp::from_nanos(sequence),
-                width: 1,
-                height: 1,
-                rgb: vec![0; 3],
-            },
+            frame: Frame::from_rgb(sequence, Timestamp::from_nanos(sequence), 1, 1, vec![0; 3]),
             decode: Duration::ZERO,
         }
     }

@@ -264,12 +264,8 @@ pub fn tract_reference(
     let frames: Vec<Frame> = first_frames(&engine.validation_images, engine.validation_count)?
         .into_iter()
         .enumerate()
-        .map(|(sequence, (width, height, rgb))| Frame {
-            sequence: sequence as u64,
-            captured_at: Timestamp::default(),
-            width,
-            height,
-            rgb,
+        .map(|(sequence, (width, height, rgb))| {
+            Frame::from_rgb(sequence as u64, Timestamp::default(), width, height, rgb)
         })
         .collect();
     if frames.is_empty() {

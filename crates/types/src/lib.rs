@@ -23,6 +23,6 @@ pub use beneath::{BeneathError, Folder, FolderEntry, open_regular_file};
 pub use capture_format::{CaptureFormat, fourcc_text};
 pub use detection::{BoundingBox, ClassId, Detection, FrameDetections};
 pub use digest::{sha256_file, sha256_hex};
-pub use frame::Frame;
+pub use frame::{Frame, FramePool, PixelBuffer, Pixels};
 pub use pixel::{FrameLayout, PixelFormat, yuv_to_rgb};
 pub use time::{Clock, ManualClock, MonotonicClock, Timestamp};

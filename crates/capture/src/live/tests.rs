@@ -15,6 +15,8 @@ enum Event {
         damaged: bool,
     },
     Fail(CameraError),
+    /// Nothing for this long (under the stall time).
+    Wait(Duration),
 }
 
 struct ScriptedCamera {
@@ -44,6 +46,13 @@ impl FrameDevice for ScriptedCamera {
                 })
             }
             Some(Event::Fail(error)) => Err(error),
+            Some(Event::Wait(pause)) => {
+                std::thread::sleep(pause);
+                Err(CameraError::Timeout {
+                    device: "/dev/video9".into(),
+                    waited_ms: pause.as_millis() as u64,
+                })
+            }
             None => {
                 std::thread::sleep(timeout);
                 Err(CameraError::Timeout {
@@ -128,6 +137,130 @@ fn wait_for(camera: &LiveCamera, done: impl Fn(&CaptureCounters) -> bool) -> Cap
     }
 }
 
+/// A TEST DOUBLE of a detector's frame pool: plain heap buffers, at most
+/// `limit` lent at once.
+struct HeapPool {
+    lent: Arc<AtomicU64>,
+    limit: u64,
+}
+
+struct HeapBuffer {
+    bytes: Vec<u8>,
+    lent: Arc<AtomicU64>,
+}
+
+impl edgesort_types::PixelBuffer for HeapBuffer {
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Drop for HeapBuffer {
+    fn drop(&mut self) {
+        self.lent.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl FramePool for HeapPool {
+    fn accepts(&self, layout: FrameLayout) -> bool {
+        layout.format != edgesort_types::PixelFormat::Grey
+    }
+    fn take(&self, layout: FrameLayout) -> Option<Box<dyn edgesort_types::PixelBuffer>> {
+        if !self.accepts(layout) || self.lent.load(Ordering::SeqCst) >= self.limit {
+            return None;
+        }
+        self.lent.fetch_add(1, Ordering::SeqCst);
+        Some(Box::new(HeapBuffer {
+            bytes: vec![0; layout.byte_len()],
+            lent: self.lent.clone(),
+        }))
+    }
+    fn describe(&self) -> String {
+        "heap buffers (test double)".into()
+    }
+}
+
+#[test]
+fn raw_frames_land_in_lent_buffers_unconverted_and_fall_back_to_rgb_when_none_is_free() {
+    use edgesort_types::{PixelFormat, Pixels};
+    let mode = StreamMode {
+        format: CaptureFormat::Raw(PixelFormat::Yuyv),
+        width: 4,
+        height: 2,
+        stride: 8,
+        fps: Some(60.0),
+    };
+    let layout = FrameLayout::packed(PixelFormat::Yuyv, 4, 2);
+    let first: Vec<u8> = (0..16).map(|i| 40 + 10 * i).collect();
+    let second: Vec<u8> = (0..16).map(|i| 200 - 9 * i).collect();
+    let script = ScriptedCamera {
+        mode,
+        events: vec![
+            Event::Wait(Duration::from_millis(100)),
+            frame(0, first.clone()),
+            Event::Wait(Duration::from_millis(100)),
+            frame(1, second.clone()),
+        ]
+        .into(),
+        current: Vec::new(),
+    };
+    let (live, _) = LiveCamera::with_opener(
+        "/dev/video9".into(),
+        opener(vec![Ok(script)]),
+        LiveOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        live.frame_path().ends_with("converted to RGB on the CPU"),
+        "{}",
+        live.frame_path()
+    );
+    let lent = Arc::new(AtomicU64::new(0));
+    live.lend_buffers(Some(Arc::new(HeapPool {
+        lent: lent.clone(),
+        limit: 1,
+    })));
+    let path = live.frame_path();
+    assert!(
+        path.starts_with("YUYV 4x2 in the driver's memory-mapped buffers (V4L2 MMAP)")
+            && path
+                .contains("copied once (memcpy, timed per frame) into heap buffers (test double)"),
+        "{path}"
+    );
+
+    // The camera's bytes, as the driver laid them out, in the lent buffer.
+    let held = live.next_frame(Duration::from_secs(5)).unwrap();
+    match &held.pixels {
+        Pixels::Camera {
+            layout: seen,
+            buffer,
+        } => {
+            assert_eq!(*seen, layout);
+            assert_eq!(buffer.bytes(), &first[..]);
+        }
+        Pixels::Rgb(_) => panic!("the frame was converted on the CPU"),
+    }
+    assert_eq!(&*held.rgb(), &layout.to_rgb(&first)[..]);
+    assert_eq!(lent.load(Ordering::SeqCst), 1);
+
+    // The one buffer is held: the next frame takes the CPU path, whole.
+    let converted = live.next_frame(Duration::from_secs(5)).unwrap();
+    assert_eq!(converted.sequence, 1);
+    assert!(matches!(converted.pixels, Pixels::Rgb(_)));
+    assert_eq!(&*converted.rgb(), &layout.to_rgb(&second)[..]);
+    drop(held);
+    assert_eq!(lent.load(Ordering::SeqCst), 0, "the buffer went back");
+
+    live.lend_buffers(None);
+    assert!(live.frame_path().ends_with("converted to RGB on the CPU"));
+}
+
 #[test]
 fn gaps_corrupt_and_damaged_frames_are_counted_and_the_stream_goes_on() {
     let whole = jpeg();
@@ -160,7 +293,7 @@ fn gaps_corrupt_and_damaged_frames_are_counted_and_the_stream_goes_on() {
     assert_eq!(newest.sequence, 6);
     assert_eq!(newest.captured_at, Timestamp::from_nanos(6_000_000));
     assert_eq!(
-        (newest.width, newest.height, newest.rgb.len()),
+        (newest.width, newest.height, newest.rgb().len()),
         (640, 360, 640 * 360 * 3)
     );
     assert_eq!(live.health(), CameraHealth::Streaming);
