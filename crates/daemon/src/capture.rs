@@ -116,21 +116,18 @@ fn live_stage(shared: Arc<Shared>, device: PathBuf, camera: CameraConfig) -> Sta
         }
         let mut seen = live.counters();
         let mut lent: Option<Arc<dyn FramePool>> = None;
-        let mut reported = None;
+        let mut reported: Option<String> = None;
         while !shared.stopping() {
             shared.check_fault(StageName::Capture);
             // The detector in service lends buffers (the GPU line) or not;
-            // a swap or a restart of the inference stage changes that.
+            // a swap or a restart of the inference stage changes that, and a
+            // reopened camera may stream another mode: then the path is
+            // described again.
             let pool = lock(&shared.frame_pool).clone();
-            if !same_pool(&pool, &lent) {
+            let pool_changed = !same_pool(&pool, &lent);
+            if pool_changed {
                 live.lend_buffers(pool.clone());
                 lent = pool;
-            }
-            let path = live.frame_path();
-            if reported.as_ref() != Some(&path) {
-                tracing::info!(camera = %device.display(), path, "frame path");
-                shared.board().camera.path = Some(path.clone());
-                reported = Some(path);
             }
             let frame = live.next_frame_timed(POLL);
             match live.health() {
@@ -138,6 +135,14 @@ fn live_stage(shared: Arc<Shared>, device: PathBuf, camera: CameraConfig) -> Sta
                 CameraHealth::Reconnecting(why) => set_camera_state(&shared, "lost", Some(why)),
             }
             let counters = live.counters();
+            if pool_changed || reported.is_none() || counters.reconnects != seen.reconnects {
+                let path = live.frame_path();
+                if reported.as_ref() != Some(&path) {
+                    tracing::info!(camera = %device.display(), path, "frame path");
+                    shared.board().camera.path = Some(path.clone());
+                    reported = Some(path);
+                }
+            }
             {
                 let mut board = shared.board();
                 board.corrupt += counters.corrupt - seen.corrupt;

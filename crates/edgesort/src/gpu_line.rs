@@ -6,9 +6,9 @@
 //! the driver's buffer, the camera thread copies each frame once into a
 //! buffer the detector lent (pinned memory, mapped on a Jetson); the
 //! letterbox kernel reads the YUYV there and writes the engine's input
-//! binding, the engine runs, the decode kernels read its output binding. The engine is the one in service, or,
-//! with `--engine-double`, a TEST DOUBLE that writes the CPU backend's
-//! output recorded for each frame.
+//! binding, the engine runs, the decode kernels read its output binding.
+//! The engine is the one in service, or, with `--engine-double`, a TEST
+//! DOUBLE that writes the CPU backend's output recorded for each frame.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -145,8 +145,7 @@ pub fn run_gpu_line_bench(
     let dropped = Arc::new(AtomicU64::new(0));
     let camera_dropped = dropped.clone();
     let pool = detector.lend_frame_buffers();
-    let yuyv = Arc::new(yuyv);
-    let camera_frames = yuyv.clone();
+    let camera_frames = yuyv;
     let camera = std::thread::spawn(move || {
         let mut copies = StageHistogram::new("camera copy");
         let start = Instant::now() + period;

@@ -186,17 +186,21 @@ impl<E: DeviceEngine> GpuDetector<E> {
         layout: FrameLayout,
         source: Source<'_>,
     ) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
-        let bytes = match source {
-            Source::Copy(bytes) => bytes,
-            Source::Lent(frame) => &frame.bytes()[..layout.byte_len().min(frame.bytes().len())],
+        // A copied frame must be exactly the layout; a lent buffer may be
+        // larger (the pool keeps buffers of an earlier, larger size).
+        let (held, fits) = match source {
+            Source::Copy(bytes) => (bytes.len(), bytes.len() == layout.byte_len()),
+            Source::Lent(frame) => (
+                frame.bytes().len(),
+                frame.bytes().len() >= layout.byte_len(),
+            ),
         };
-        if bytes.len() != layout.byte_len() {
+        if !fits {
             return Err(InferError::FrameGeometry {
                 width: layout.width,
                 height: layout.height,
                 reason: format!(
-                    "{} bytes for a {:?} frame of {}",
-                    bytes.len(),
+                    "{held} bytes for a {:?} frame of {}",
                     layout.format,
                     layout.byte_len()
                 ),

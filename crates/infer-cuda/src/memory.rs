@@ -188,10 +188,22 @@ impl SharedBuffer {
 
     /// Enqueues the host-to-device copy (none when mapped).
     pub(crate) fn upload(&self, stream: cudarc::driver::sys::CUstream) -> Result<(), GpuError> {
+        self.upload_from(&self.host, stream)
+    }
+
+    /// Enqueues the copy of `host`'s first `len` bytes into the device side
+    /// (none when mapped): a frame the camera wrote into another pinned
+    /// buffer. `host` must hold `len` bytes at least.
+    pub(crate) fn upload_from(
+        &self,
+        host: &HostBuffer,
+        stream: cudarc::driver::sys::CUstream,
+    ) -> Result<(), GpuError> {
         if let Some(device) = &self.device {
+            let bytes = &host.bytes()[..self.len()];
             // SAFETY: both sides hold `len` bytes; the host side is pinned
             // and outlives the copy, which the owner waits for.
-            unsafe { result::memcpy_htod_async(device.pointer(), self.host.bytes(), stream) }
+            unsafe { result::memcpy_htod_async(device.pointer(), bytes, stream) }
                 .map_err(driver("copy to the device"))?;
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! Frame buffers the camera fills for the GPU line: pinned host memory,
 //! mapped into the GPU on a Jetson (the letterbox kernel reads it where the
-//! camera wrote it) or uploaded on the stream on a discrete GPU. The camera
+//! camera wrote it) or uploaded on the stream, into the letterbox's one
+//! device frame, on a discrete GPU. The camera
 //! copies a frame into one once; the CPU never converts its pixels.
 
 use std::any::Any;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use edgesort_types::{FrameLayout, FramePool, PixelBuffer, PixelFormat};
 
-use crate::memory::SharedBuffer;
+use crate::memory::HostBuffer;
 use crate::{Gpu, MemoryMode};
 
 /// Buffers in flight at most. In the daemon: one the camera fills, one in
@@ -29,13 +30,13 @@ struct PoolInner {
 }
 
 struct PoolState {
-    free: Vec<SharedBuffer>,
+    free: Vec<HostBuffer>,
     allocated: usize,
 }
 
 /// One lent frame buffer; dropping it gives the buffer back.
 pub struct GpuFrame {
-    buffer: Option<SharedBuffer>,
+    buffer: Option<HostBuffer>,
     len: usize,
     pool: Weak<PoolInner>,
 }
@@ -93,7 +94,11 @@ impl FramePool for GpuFramePool {
         }
         let len = layout.byte_len();
         let mut state = self.inner.state();
-        let buffer = match state.free.iter().position(|buffer| buffer.len() >= len) {
+        let buffer = match state
+            .free
+            .iter()
+            .position(|buffer| buffer.bytes().len() >= len)
+        {
             Some(at) => state.free.swap_remove(at),
             None if state.allocated < BUFFERS || !state.free.is_empty() => {
                 // Buffers of another (smaller) size go; the new size stays.
@@ -103,7 +108,8 @@ impl FramePool for GpuFramePool {
                     state.allocated += 1;
                 }
                 drop(state);
-                match SharedBuffer::new(&self.inner.gpu.context, len, self.inner.memory) {
+                let mapped = self.inner.memory == MemoryMode::Mapped;
+                match HostBuffer::new(&self.inner.gpu.context, len, mapped) {
                     Ok(buffer) => buffer,
                     Err(error) => {
                         tracing::warn!(%error, "no pinned frame buffer; this frame takes the CPU path");
@@ -131,20 +137,24 @@ impl FramePool for GpuFramePool {
 }
 
 impl GpuFrame {
-    /// The buffer the kernels read.
-    pub(crate) fn buffer(&self) -> &SharedBuffer {
+    /// The pinned memory the kernel reads (mapped) or the upload copies.
+    pub(crate) fn buffer(&self) -> &HostBuffer {
         self.buffer.as_ref().expect("held until dropped")
     }
 }
 
 impl PixelBuffer for GpuFrame {
     fn bytes(&self) -> &[u8] {
-        &self.buffer().host()[..self.len]
+        &self.buffer().bytes()[..self.len]
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
         let len = self.len;
-        &mut self.buffer.as_mut().expect("held until dropped").host_mut()[..len]
+        &mut self
+            .buffer
+            .as_mut()
+            .expect("held until dropped")
+            .bytes_mut()[..len]
     }
 
     fn as_any(&self) -> &dyn Any {

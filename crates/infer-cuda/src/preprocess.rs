@@ -5,7 +5,7 @@ use edgesort_infer::{Letterbox, PAD_VALUE};
 use edgesort_types::{FrameLayout, PixelFormat};
 
 use crate::error::driver;
-use crate::memory::{DeviceBuffer, SharedBuffer};
+use crate::memory::{DeviceBuffer, HostBuffer, SharedBuffer};
 use crate::{Gpu, GpuError, MemoryMode};
 
 /// Element type of the engine's input tensor.
@@ -142,22 +142,33 @@ impl GpuLetterbox {
 
     /// Enqueues the frame's upload (discrete GPUs) and the kernel.
     pub fn enqueue(&self) -> Result<(), GpuError> {
-        self.enqueue_from(&self.frame)
+        self.frame.upload(self.gpu.stream.cu_stream())?;
+        self.launch()
     }
 
-    /// As [`GpuLetterbox::enqueue`], on a frame the camera wrote into a
-    /// buffer of its own (from the detector's frame pool): no copy on the
-    /// host. `frame` must stay untouched until the stream has run.
-    pub(crate) fn enqueue_from(&self, frame: &SharedBuffer) -> Result<(), GpuError> {
-        if frame.len() < self.frame.len() {
+    /// As [`GpuLetterbox::enqueue`], on a frame the camera wrote into pinned
+    /// memory of its own (from the detector's frame pool): read in place
+    /// where the GPU maps it, else uploaded from it into this letterbox's
+    /// device frame; no copy on the host either way. `frame` must stay
+    /// untouched until the stream has run.
+    pub(crate) fn enqueue_from(&self, frame: &HostBuffer) -> Result<(), GpuError> {
+        if frame.bytes().len() < self.frame.len() {
             return Err(GpuError::Geometry(format!(
                 "a lent frame buffer holds {} bytes, the frame needs {}",
-                frame.len(),
+                frame.bytes().len(),
                 self.frame.len()
             )));
         }
-        frame.upload(self.gpu.stream.cu_stream())?;
-        self.launch_on(frame.device_pointer())
+        match (frame.device_pointer(), self.frame.is_mapped()) {
+            (Some(mapped), _) => self.launch_on(mapped),
+            (None, false) => {
+                self.frame.upload_from(frame, self.gpu.stream.cu_stream())?;
+                self.launch()
+            }
+            (None, true) => Err(GpuError::Geometry(
+                "a lent frame buffer the GPU does not map, for a letterbox in mapped memory".into(),
+            )),
+        }
     }
 
     /// Enqueues the kernel alone, on the frame already on the device (or
