@@ -51,8 +51,8 @@ fn ms(nanos: i128) -> f64 {
     nanos as f64 / 1e6
 }
 
-/// Prints pulse timing errors (ms) and checks them: median within 2 ms,
-/// none past the emulation's tail.
+/// Prints pulse timing errors (ms) and checks them: median within 2 ms
+/// (the plan is followed), none past the emulation's tail.
 fn check_timing(what: &str, errors: &[f64]) {
     let worst = errors
         .iter()
@@ -77,10 +77,29 @@ fn median(values: &[f64]) -> f64 {
 const SAMPLING_SLACK_NS: i128 = 25_000_000;
 
 /// The worst a pulse may miss its plan by in the VM. Under CPU emulation a
-/// thread now and then loses the CPU for tens of ms (a 25 ms miss was
-/// seen once in ten runs); the median must stay within 2 ms. A pulse that
-/// did not follow the encoder would miss by hundreds of ms.
-const TIMING_TAIL_MS: f64 = 40.0;
+/// thread now and then loses the CPU for tens of ms (25 ms was seen once in
+/// ten runs here, 62 ms once on a loaded CI host); the median must stay
+/// within 2 ms. A timing figure, not a test of speed: what the test checks
+/// is that pulses follow the plan and the encoder, which the median and
+/// [`check_follows_encoder`] decide.
+const TIMING_TAIL_MS: f64 = 150.0;
+
+/// At half the encoder rate each pulse must land nearer the time the
+/// encoder gives (`seen + 2 (plan - seen)`) than the time the configured
+/// belt speed gives (`plan`), by far: off the first by less than a quarter
+/// of the gap between the two. A pulse that ignored the encoder would be
+/// off by the whole gap.
+fn check_follows_encoder(fired: &[(String, i128, i128, i128)]) {
+    for (lane, planned, actual, seen) in fired {
+        let gap = ms(planned - seen);
+        let error = ms(actual - (2 * planned - seen));
+        assert!(
+            error.abs() < gap / 4.0,
+            "{lane}: fired {error:.2} ms from the encoder's time, {gap:.2} ms from the \
+             configured speed's"
+        );
+    }
+}
 
 /// The board's configuration, rewired onto the simulator's lines.
 fn write_config(sim: &Sim, dir: &Path, port: u16, replay_loop: bool) -> PathBuf {
@@ -614,6 +633,7 @@ fn edgesortd_sorts_stops_resets_and_follows_the_encoder_on_a_real_gpio_chip() {
         "half encoder rate: fire - (seen + 2 (plan - seen))",
         &errors,
     );
+    check_follows_encoder(&half);
 
     // No edges at all while parts move: the alarm, and no pulse.
     let sampler = Sampler::start(&sim.sysfs);
