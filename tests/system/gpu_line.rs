@@ -4,7 +4,8 @@
 //! DOUBLE, `RecordedOutputEngine`, that writes the CPU backend's output
 //! recorded for each run: what differs between the two lines is then the
 //! GPU's own pre- and post-processing, and the decisions must agree part
-//! for part. Needs an NVIDIA GPU.
+//! for part, whether each frame's work runs as one CUDA graph (the line's
+//! default) or as a launch per step. Needs an NVIDIA GPU.
 
 use crate::common;
 
@@ -50,20 +51,24 @@ fn the_gpu_line_decides_as_the_cpu_line_part_for_part() {
     let truth = GroundTruth::load(&common::demo_clip().join("tracks.json")).unwrap();
     let cpu_score = score(&truth, &common::scored(&config, &cpu_report), 48.0);
     let gpu = Gpu::open(0).expect("a GPU");
-    for (memory, lent) in [
-        (MemoryMode::Device, false),
-        (MemoryMode::Mapped, false),
-        (MemoryMode::Device, true),
-        (MemoryMode::Mapped, true),
+    for (memory, lent, graphs) in [
+        (MemoryMode::Device, false, false),
+        (MemoryMode::Device, false, true),
+        (MemoryMode::Mapped, false, true),
+        (MemoryMode::Device, true, true),
+        (MemoryMode::Mapped, true, true),
     ] {
         let engine =
             RecordedOutputEngine::new(&gpu, &io.inputs[0].name, &io.outputs[0].name, &runs)
                 .unwrap();
-        let detector = GpuDetector::new(&gpu, engine, &config.model, memory).unwrap();
+        let detector = GpuDetector::new(&gpu, engine, &config.model, memory)
+            .unwrap()
+            .with_graphs(graphs);
         let mut detector = Lending {
             detector,
             lent,
             frames_lent: 0,
+            frames_as_graphs: 0,
         };
         let mut gpu_frames: Vec<Vec<Detection>> = Vec::new();
         let gpu_report = run_replay_observed(
@@ -75,10 +80,25 @@ fn the_gpu_line_decides_as_the_cpu_line_part_for_part() {
         )
         .unwrap();
 
-        let memory = format!("{memory:?}{}", if lent { " lent" } else { "" });
+        let memory = format!(
+            "{memory:?}{}, {}",
+            if lent { " lent" } else { "" },
+            if graphs {
+                "one CUDA graph a frame"
+            } else {
+                "a launch per step"
+            }
+        );
         if lent {
             // The warm-up and every frame, each in a buffer the detector lent.
             assert_eq!(detector.frames_lent, cpu_frames.len() + 1, "{memory}");
+        }
+        // The warm-up runs as plain launches (TensorRT settles a shape on
+        // its first enqueue); every frame after it as a graph.
+        let expected_graphs = if graphs { cpu_frames.len() } else { 0 };
+        assert_eq!(detector.frames_as_graphs, expected_graphs, "{memory}");
+        if graphs {
+            assert_eq!(detector.detector.graph_fallback(), None, "{memory}");
         }
         // Every frame's detections, bit for bit.
         assert_eq!(gpu_frames.len(), cpu_frames.len(), "{memory:?}");
@@ -121,10 +141,20 @@ struct Lending {
     detector: GpuDetector<RecordedOutputEngine>,
     lent: bool,
     frames_lent: usize,
+    /// Frames whose work ran as one CUDA graph launch.
+    frames_as_graphs: usize,
 }
 
 impl Detect for Lending {
     fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
+        let found = self.feed(frame)?;
+        self.frames_as_graphs += usize::from(self.detector.last_times().graph);
+        Ok(found)
+    }
+}
+
+impl Lending {
+    fn feed(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectorTimes), InferError> {
         if !self.lent {
             return self.detector.detect(frame);
         }

@@ -47,6 +47,10 @@ struct GpuLineReport {
     /// Frames that found no lent buffer free and were copied by the
     /// detector instead.
     frames_not_in_lent_buffers: u64,
+    /// Frames whose GPU work ran as one CUDA graph launch.
+    frames_as_graphs: u64,
+    /// Why frames ran as a launch per step instead, if they did.
+    graph_fallback: Option<String>,
     /// The camera thread's one copy of each frame into a lent buffer (the
     /// live capture thread's copy out of the driver's buffer).
     camera_copy: StageSummary,
@@ -109,10 +113,9 @@ pub fn run_gpu_line_bench(
                 tracing::info!(target: "tensorrt", ?severity, "{message}");
             });
             let tensorrt = tensorrt_sys::TensorRt::load(log)?;
-            Box::new(
-                edgesort_infer_tensorrt::TensorRtEngine::deserialize(&tensorrt, plan, dla_core)?
-                    .with_cuda_graph(config.engine.cuda_graph),
-            )
+            Box::new(edgesort_infer_tensorrt::TensorRtEngine::deserialize(
+                &tensorrt, plan, dla_core,
+            )?)
         }
         None => {
             eprintln!(
@@ -128,7 +131,8 @@ pub fn run_gpu_line_bench(
         Some(GpuMemory::Device) => MemoryMode::Device,
         Some(GpuMemory::Mapped) => MemoryMode::Mapped,
     };
-    let mut detector = GpuDetector::new(&gpu, engine, &config.model, memory)?;
+    let mut detector = GpuDetector::new(&gpu, engine, &config.model, memory)?
+        .with_graphs(config.engine.cuda_graph);
     // Readies the engine for the shape; not timed.
     detector.detect_raw(layout, &yuyv[0])?;
     let input = detector
@@ -190,6 +194,7 @@ pub fn run_gpu_line_bench(
     let mut cpu = StageHistogram::new("CPU per frame");
     let mut processed = 0u64;
     let mut not_lent = 0u64;
+    let mut as_graphs = 0u64;
     while let Ok((frame, ready)) = frames_in.recv() {
         let cpu_before = thread_cpu_time();
         let (_, times) = detector.detect(&frame)?;
@@ -203,6 +208,7 @@ pub fn run_gpu_line_bench(
         if !gpu_times.in_place {
             not_lent += 1;
         }
+        as_graphs += u64::from(gpu_times.graph);
         letterbox.record(times.preprocess);
         engine_time.record(times.inference);
         decode.record(times.postprocess);
@@ -229,6 +235,8 @@ pub fn run_gpu_line_bench(
         frames_processed: processed,
         frames_dropped: dropped.load(Ordering::Relaxed),
         frames_not_in_lent_buffers: not_lent,
+        frames_as_graphs: as_graphs,
+        graph_fallback: detector.graph_fallback().map(str::to_owned),
         camera_copy: camera_copy.summary(),
         host_overhead: overhead.summary(),
         host_total: host_total.summary(),
@@ -246,12 +254,16 @@ pub fn run_gpu_line_bench(
             report.gpu, report.frame, report.input, report.memory, report.engine
         );
         println!(
-            "frames fed {}, processed {}, dropped {}, not in lent buffers {}",
+            "frames fed {}, processed {}, dropped {}, not in lent buffers {}, run as one CUDA graph {}",
             report.frames_fed,
             report.frames_processed,
             report.frames_dropped,
-            report.frames_not_in_lent_buffers
+            report.frames_not_in_lent_buffers,
+            report.frames_as_graphs
         );
+        if let Some(reason) = &report.graph_fallback {
+            println!("a launch per step, not a CUDA graph: {reason}");
+        }
         println!(
             "{:<60} {:>9} {:>9} {:>9}",
             "per frame", "p50 µs", "p99 µs", "max µs"

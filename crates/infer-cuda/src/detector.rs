@@ -1,8 +1,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cudarc::driver::CudaEvent;
-use cudarc::driver::sys::CUevent_flags;
+use cudarc::driver::sys::{CUevent_flags, CUevent_record_flags};
+use cudarc::driver::{CudaEvent, CudaStream};
 use edgesort_infer::{
     DecodeParams, Detect, DetectorTimes, InferError, InputShape, Letterbox, ModelIo, TensorInfo,
     yolo_anchors, yolo_io,
@@ -12,7 +12,9 @@ use edgesort_types::{Detection, Frame, FrameLayout, FramePool, PixelBuffer, Pixe
 
 use crate::error::driver;
 use crate::pool::{GpuFrame, GpuFramePool};
-use crate::{DeviceEngine, Gpu, GpuDecoder, GpuError, GpuLetterbox, MemoryMode};
+use crate::{
+    DeviceEngine, Gpu, GpuDecoder, GpuError, GpuLetterbox, Graph, MemoryMode, capture_graph,
+};
 
 /// Where one frame's time went, beyond [`DetectorTimes`] (which holds the
 /// GPU's time per stage, from events).
@@ -30,7 +32,14 @@ pub struct GpuTimes {
     /// Whether the kernel read the frame where the camera wrote it (a
     /// buffer this detector lent), with no copy on this thread.
     pub in_place: bool,
+    /// Whether the frame ran as one CUDA graph launch (letterbox, engine,
+    /// decode and NMS, the copies), not as a launch per step.
+    pub graph: bool,
 }
+
+/// Frame buffers whose graphs are kept, at most: the pool's eight and the
+/// letterbox's own frame, with room for a pool that reallocated.
+const GRAPHS_KEPT: usize = 16;
 
 /// A YOLOv8 detector on the GPU: the frame is letterboxed by a kernel
 /// straight into the engine's input binding, in the engine's input type;
@@ -48,6 +57,9 @@ pub struct GpuDetector<E> {
     events: [CudaEvent; 4],
     last: GpuTimes,
     pool: GpuFramePool,
+    /// Why frames run as plain launches, once capturing a graph failed
+    /// (the engine could not be captured, or the driver refused).
+    graphs_off: Option<String>,
 }
 
 /// Where a frame's bytes are.
@@ -58,12 +70,29 @@ enum Source<'a> {
     Lent(&'a GpuFrame),
 }
 
-/// The buffers for one frame layout.
+impl Source<'_> {
+    /// Which frame buffer the GPU's work reads: a captured graph holds its
+    /// address, so each buffer has its own graph.
+    fn key(&self) -> usize {
+        match self {
+            Source::Copy(_) => 0,
+            Source::Lent(frame) => frame.bytes().as_ptr() as usize,
+        }
+    }
+}
+
+/// The buffers for one frame layout, and the CUDA graphs over them.
 struct Prepared {
     layout: FrameLayout,
     plan: Letterbox,
     letterbox: GpuLetterbox,
     decoder: GpuDecoder,
+    /// Frames run since this layout was prepared: the first runs as plain
+    /// launches (TensorRT settles a new shape on its first enqueue, before
+    /// it can be captured).
+    frames: u64,
+    /// One graph per frame buffer read, by [`Source::key`].
+    graphs: Vec<(usize, Graph)>,
 }
 
 impl<E: DeviceEngine> GpuDetector<E> {
@@ -104,7 +133,16 @@ impl<E: DeviceEngine> GpuDetector<E> {
             events,
             last: GpuTimes::default(),
             pool: GpuFramePool::new(gpu, memory),
+            graphs_off: None,
         })
+    }
+
+    /// Runs each frame's work as one CUDA graph (the default) or, with
+    /// `false`, as a launch per step (`[engine] cuda_graph = false`).
+    pub fn with_graphs(mut self, enabled: bool) -> Self {
+        self.graphs_off =
+            (!enabled).then(|| "off in the configuration ([engine] cuda_graph = false)".into());
+        self
     }
 
     /// How the last frame was placed in the engine's input.
@@ -115,6 +153,12 @@ impl<E: DeviceEngine> GpuDetector<E> {
     /// Where the last frame's time went.
     pub fn last_times(&self) -> GpuTimes {
         self.last
+    }
+
+    /// Why frames run as a launch per step rather than as one CUDA graph;
+    /// `None` while graphs serve (or none was tried yet).
+    pub fn graph_fallback(&self) -> Option<&str> {
+        self.graphs_off.as_deref()
     }
 
     /// Whether frames reach the GPU without a copy by the driver (mapped
@@ -159,6 +203,8 @@ impl<E: DeviceEngine> GpuDetector<E> {
                 plan,
                 letterbox,
                 decoder,
+                frames: 0,
+                graphs: Vec::new(),
             });
         }
         Ok(self.prepared.as_mut().expect("prepared above"))
@@ -220,46 +266,53 @@ impl<E: DeviceEngine> GpuDetector<E> {
             engine,
             prepared,
             events,
+            graphs_off,
             ..
         } = self;
-        let Prepared {
-            plan,
-            letterbox,
-            decoder,
-            ..
-        } = prepared.as_mut().expect("prepared");
+        let prepared = prepared.as_mut().expect("prepared");
         let in_place = matches!(source, Source::Lent(_));
         let copy_started = Instant::now();
         if let Source::Copy(bytes) = source {
-            letterbox.frame_mut().copy_from_slice(bytes);
+            prepared.letterbox.frame_mut().copy_from_slice(bytes);
         }
         let frame_copy = copy_started.elapsed();
-        let record = |event: &CudaEvent| event.record(stream).map_err(driver("record an event"));
-        record(&events[0]).map_err(run_failed)?;
-        match source {
-            Source::Copy(_) => letterbox.enqueue(),
-            Source::Lent(frame) => letterbox.enqueue_from(frame.buffer()),
+        let key = source.key();
+        let warm = prepared.frames > 0;
+        prepared.frames += 1;
+        let graph = if graphs_off.is_some() || !warm {
+            None
+        } else if let Some(at) = prepared.graphs.iter().position(|(held, _)| *held == key) {
+            Some(at)
+        } else {
+            // One frame's work over this buffer, captured, not run.
+            let captured = capture_graph(stream, || {
+                enqueue_frame(stream, engine, prepared, events, &source, Record::Captured)
+            });
+            match captured {
+                Ok(graph) => {
+                    if prepared.graphs.len() == GRAPHS_KEPT {
+                        prepared.graphs.remove(0);
+                    }
+                    prepared.graphs.push((key, graph));
+                    Some(prepared.graphs.len() - 1)
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        engine = %engine.name(),
+                        %error,
+                        "the GPU line cannot run as a CUDA graph: plain launches, one per step"
+                    );
+                    *graphs_off = Some(error.to_string());
+                    None
+                }
+            }
+        };
+        match graph {
+            Some(at) => prepared.graphs[at].1.launch().map_err(run_failed)?,
+            None => enqueue_frame(stream, engine, prepared, events, &source, Record::Plain)
+                .map_err(run_failed)?,
         }
-        .map_err(run_failed)?;
-        record(&events[1]).map_err(run_failed)?;
-        // SAFETY: the tensor and the output live in `prepared` until the
-        // next frame size, and `results` below waits for the stream.
-        unsafe {
-            engine.enqueue(
-                letterbox.tensor().pointer(),
-                decoder.output().pointer(),
-                stream,
-            )
-        }
-        .map_err(|source| {
-            run_failed(GpuError::Engine {
-                action: "run",
-                source,
-            })
-        })?;
-        record(&events[2]).map_err(run_failed)?;
-        decoder.enqueue().map_err(run_failed)?;
-        record(&events[3]).map_err(run_failed)?;
+        let Prepared { plan, decoder, .. } = prepared;
         let candidates = decoder.results().map_err(run_failed)?;
         let detections = candidates
             .iter()
@@ -283,6 +336,7 @@ impl<E: DeviceEngine> GpuDetector<E> {
             frame_copy,
             engine: times.inference,
             in_place,
+            graph: graph.is_some(),
         };
         Ok((detections, times))
     }
@@ -303,6 +357,68 @@ impl<E: DeviceEngine> Detect for GpuDetector<E> {
     fn frame_pool(&self) -> Option<Arc<dyn FramePool>> {
         Some(self.lend_frame_buffers())
     }
+}
+
+/// How [`enqueue_frame`] marks the stages with the detector's events.
+#[derive(Clone, Copy)]
+enum Record {
+    /// On the stream, as it runs.
+    Plain,
+    /// As event-record nodes of the graph being captured.
+    Captured,
+}
+
+/// Enqueues one frame's work on `stream`: the letterbox (after the frame's
+/// upload on a discrete GPU), the engine, decode and NMS, the results'
+/// download; an event before and after each stage.
+fn enqueue_frame<E: DeviceEngine>(
+    stream: &Arc<CudaStream>,
+    engine: &mut E,
+    prepared: &mut Prepared,
+    events: &[CudaEvent; 4],
+    source: &Source<'_>,
+    record: Record,
+) -> Result<(), GpuError> {
+    let mark = |event: &CudaEvent| match record {
+        Record::Plain => event.record(stream).map_err(driver("record an event")),
+        // SAFETY: both handles are live; the flag makes the record a node
+        // of the capture instead of a capture dependency.
+        Record::Captured => unsafe {
+            cudarc::driver::sys::cuEventRecordWithFlags(
+                event.cu_event(),
+                stream.cu_stream(),
+                CUevent_record_flags::CU_EVENT_RECORD_EXTERNAL as u32,
+            )
+        }
+        .result()
+        .map_err(driver("record an event into the graph")),
+    };
+    let Prepared {
+        letterbox, decoder, ..
+    } = prepared;
+    mark(&events[0])?;
+    match source {
+        Source::Copy(_) => letterbox.enqueue(),
+        Source::Lent(frame) => letterbox.enqueue_from(frame.buffer()),
+    }?;
+    mark(&events[1])?;
+    // SAFETY: the tensor and the output live in `prepared` until the next
+    // frame size (which drops the graphs too), and the caller waits for
+    // the stream before the next frame.
+    unsafe {
+        engine.enqueue(
+            letterbox.tensor().pointer(),
+            decoder.output().pointer(),
+            stream,
+        )
+    }
+    .map_err(|source| GpuError::Engine {
+        action: "run",
+        source,
+    })?;
+    mark(&events[2])?;
+    decoder.enqueue()?;
+    mark(&events[3])
 }
 
 fn run_failed(error: impl std::fmt::Display) -> InferError {

@@ -46,6 +46,15 @@ pub enum GpuError {
         /// Its error.
         source: crate::EngineError,
     },
+    /// Work enqueued during a stream capture failed, so no graph was made.
+    #[error("capturing a CUDA graph: the captured work failed: {source}")]
+    CaptureWork {
+        /// The work's own error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The capture ended with no work in it.
+    #[error("capturing a CUDA graph: nothing was enqueued")]
+    CaptureEmpty,
 }
 
 /// Wraps a driver error with what was being done.

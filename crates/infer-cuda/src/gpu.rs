@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use cudarc::driver::sys::CUdevice_attribute;
-use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
 use crate::GpuError;
@@ -93,29 +93,7 @@ impl Gpu {
             return Err(GpuError::NoNvrtc);
         }
         let context = CudaContext::new(ordinal).map_err(driver("open the device"))?;
-        let compute_capability = device.compute_capability;
-        // The arch string must be 'static; one per process and device is
-        // a few bytes.
-        let arch: &'static str = Box::leak(
-            format!("compute_{}{}", compute_capability.0, compute_capability.1).into_boxed_str(),
-        );
-        let options = CompileOptions {
-            // Fused multiply-adds would round differently from the CPU
-            // reference; the kernels are memory-bound, so they cost nothing.
-            fmad: Some(false),
-            ftz: Some(false),
-            prec_div: Some(true),
-            prec_sqrt: Some(true),
-            arch: Some(arch),
-            ..Default::default()
-        };
-        let ptx = compile_ptx_with_opts(KERNELS, options).map_err(|error| GpuError::Compile {
-            arch: arch.to_owned(),
-            message: error.to_string(),
-        })?;
-        let module = context
-            .load_module(ptx)
-            .map_err(driver("load the kernels"))?;
+        let module = load_kernels(&context, device.compute_capability, KERNELS)?;
         let function = |name| module.load_function(name).map_err(driver("find a kernel"));
         let stream = context.new_stream().map_err(driver("create a stream"))?;
         Ok(Arc::new(Gpu {
@@ -162,10 +140,48 @@ impl Gpu {
         &self.stream
     }
 
+    /// Compiles `source` for this device as [`Gpu::open`] compiles the
+    /// line's kernels, and finds `names` in it.
+    pub(crate) fn compile(
+        &self,
+        source: &str,
+        names: &[&str],
+    ) -> Result<Vec<CudaFunction>, GpuError> {
+        let module = load_kernels(&self.context, self.device.compute_capability, source)?;
+        names
+            .iter()
+            .map(|name| module.load_function(name).map_err(driver("find a kernel")))
+            .collect()
+    }
+
     /// Waits for everything enqueued so far.
     pub fn synchronize(&self) -> Result<(), GpuError> {
         self.stream
             .synchronize()
             .map_err(driver("wait for the stream"))
     }
+}
+
+/// Compiles `source` with NVRTC for `compute_capability` and loads it.
+fn load_kernels(
+    context: &Arc<CudaContext>,
+    compute_capability: (i32, i32),
+    source: &str,
+) -> Result<Arc<CudaModule>, GpuError> {
+    let arch = format!("compute_{}{}", compute_capability.0, compute_capability.1);
+    let options = CompileOptions {
+        // Fused multiply-adds would round differently from the CPU
+        // reference; the kernels are memory-bound, so they cost nothing.
+        fmad: Some(false),
+        ftz: Some(false),
+        prec_div: Some(true),
+        prec_sqrt: Some(true),
+        options: vec![format!("--gpu-architecture={arch}")],
+        ..Default::default()
+    };
+    let ptx = compile_ptx_with_opts(source, options).map_err(|error| GpuError::Compile {
+        arch,
+        message: error.to_string(),
+    })?;
+    context.load_module(ptx).map_err(driver("load the kernels"))
 }

@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::CudaStream;
-use cudarc::driver::result;
 use cudarc::driver::sys::CUdeviceptr;
+use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg, result};
 use edgesort_infer::{Backend, InferError, ModelIo};
 
 use crate::error::driver;
@@ -78,7 +77,9 @@ impl<B: Backend> Backend for OutputRecorder<B> {
 
 /// TEST DOUBLE for an inference engine (it is no TensorRT): its n-th run
 /// writes the n-th recorded output into the output binding, a copy on the
-/// GPU from outputs uploaded once, and reads nothing. A GPU line over it
+/// GPU from outputs uploaded once, and reads nothing. Which run comes next
+/// is counted on the GPU, by its own two kernels, so that the double can be
+/// captured into a CUDA graph and replayed as a real engine can. A GPU line over it
 /// must decide exactly as the CPU line the outputs were recorded from. Past
 /// the last recording it starts over (a benchmark feeding frames for a
 /// minute).
@@ -90,8 +91,28 @@ pub struct RecordedOutputEngine {
     outputs: DeviceBuffer,
     values: usize,
     count: usize,
-    next: usize,
+    /// The index of the next run, one u32 on the GPU.
+    next: DeviceBuffer,
+    replay: CudaFunction,
+    advance: CudaFunction,
 }
+
+/// The double's kernels: `replay` copies run `*next` into the output,
+/// `advance` moves `*next` on, after it in stream order.
+const REPLAY_KERNELS: &str = r#"
+extern "C" __global__ void replay(const float* runs, unsigned int values,
+                                  const unsigned int* next, float* output) {
+    const float* run = runs + (unsigned long long)(*next) * values;
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < values;
+         i += gridDim.x * blockDim.x) {
+        output[i] = run[i];
+    }
+}
+
+extern "C" __global__ void advance(unsigned int* next, unsigned int count) {
+    *next = (*next + 1) % count;
+}
+"#;
 
 impl RecordedOutputEngine {
     /// Uploads `runs` (one input shape, one output shape) for the tensors
@@ -122,6 +143,14 @@ impl RecordedOutputEngine {
         // SAFETY: the buffer holds exactly these values.
         unsafe { result::memcpy_htod_sync(outputs.pointer(), &all) }
             .map_err(driver("upload the recorded outputs"))?;
+        let next = DeviceBuffer::new(&gpu.context, 4)?;
+        // SAFETY: the buffer holds one u32.
+        unsafe { result::memset_d8_sync(next.pointer(), 0, 4) }
+            .map_err(driver("reset the run counter"))?;
+        let [replay, advance]: [CudaFunction; 2] = gpu
+            .compile(REPLAY_KERNELS, &["replay", "advance"])?
+            .try_into()
+            .map_err(|_| GpuError::Geometry("two kernels asked for".into()))?;
         let dynamic = |shape: &[usize], fixed: usize| {
             shape
                 .iter()
@@ -145,7 +174,9 @@ impl RecordedOutputEngine {
             outputs,
             values,
             count: runs.len(),
-            next: 0,
+            next,
+            replay,
+            advance,
         })
     }
 }
@@ -180,12 +211,18 @@ impl DeviceEngine for RecordedOutputEngine {
         output: CUdeviceptr,
         stream: &Arc<CudaStream>,
     ) -> Result<(), EngineError> {
-        let bytes = 4 * self.values;
-        let from = self.outputs.pointer() + (self.next * bytes) as u64;
-        self.next = (self.next + 1) % self.count;
-        // SAFETY: `output` holds one output (the caller's promise) and
-        // `from` lies inside the uploaded recordings.
-        unsafe { result::memcpy_dtod_async(output, from, bytes, stream.cu_stream()) }?;
+        let runs = self.outputs.pointer();
+        let next = self.next.pointer();
+        let (values, count) = (self.values as u32, self.count as u32);
+        let mut replay = stream.launch_builder(&self.replay);
+        replay.arg(&runs).arg(&values).arg(&next).arg(&output);
+        // SAFETY: the arguments are those the kernel declares; `output`
+        // holds one output (the caller's promise), `runs` holds `count`.
+        unsafe { replay.launch(LaunchConfig::for_num_elems(values)) }?;
+        let mut advance = stream.launch_builder(&self.advance);
+        advance.arg(&next).arg(&count);
+        // SAFETY: as above; one thread moves the counter on.
+        unsafe { advance.launch(LaunchConfig::for_num_elems(1)) }?;
         Ok(())
     }
 }

@@ -401,3 +401,114 @@ fn the_frame_pool_lends_a_bounded_number_of_buffers_and_takes_them_back() {
         assert!(pool.describe().contains("pinned host memory"));
     }
 }
+
+/// TEST DOUBLE: an engine that writes a fixed output (a real model output,
+/// 5 classes at 640x384) and then waits for its stream on the host, as an
+/// engine with a host step does. That works on a running stream, but a
+/// stream capture refuses it (a capturing stream cannot be waited on), as
+/// TensorRT refuses to capture some engines. (A synchronous copy alone is
+/// not enough: it runs at once, outside the capture, and the capture
+/// succeeds without it.)
+struct UncapturableEngine {
+    input: edgesort_infer_cuda::EngineTensor,
+    output: edgesort_infer_cuda::EngineTensor,
+    values: Vec<f32>,
+}
+
+impl edgesort_infer_cuda::DeviceEngine for UncapturableEngine {
+    fn name(&self) -> String {
+        "uncapturable engine (test double)".into()
+    }
+
+    fn input(&self) -> &edgesort_infer_cuda::EngineTensor {
+        &self.input
+    }
+
+    fn output(&self) -> &edgesort_infer_cuda::EngineTensor {
+        &self.output
+    }
+
+    fn set_input_shape(
+        &mut self,
+        shape: [usize; 4],
+    ) -> Result<Vec<usize>, edgesort_infer_cuda::EngineError> {
+        assert_eq!(shape, [1, 3, 384, 640]);
+        Ok(vec![1, 9, 5040])
+    }
+
+    unsafe fn enqueue(
+        &mut self,
+        _input: cudarc::driver::sys::CUdeviceptr,
+        output: cudarc::driver::sys::CUdeviceptr,
+        stream: &Arc<cudarc::driver::CudaStream>,
+    ) -> Result<(), edgesort_infer_cuda::EngineError> {
+        // SAFETY: the output binding holds 9 x 5040 floats.
+        unsafe { cudarc::driver::result::memcpy_htod_sync(output, &self.values) }?;
+        stream.synchronize()?;
+        Ok(())
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn an_engine_that_cannot_be_captured_runs_as_plain_launches_with_the_reason() {
+    use edgesort_infer::Detect;
+    use edgesort_infer_cuda::{EngineTensor, GpuDetector};
+    use edgesort_types::Frame;
+    use edgesort_types::config::ModelConfig;
+
+    let gpu = gpu();
+    let bytes = std::fs::read(repo().join("tests/data/reference/output_1x9x5040.f32")).unwrap();
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|chunk| f32::from_le_bytes(chunk.try_into().unwrap()))
+        .collect();
+    let model = ModelConfig {
+        path: PathBuf::from("unused.onnx"),
+        classes: ["bolt", "nut", "washer", "spring", "foreign"]
+            .map(String::from)
+            .to_vec(),
+        confidence: 0.25,
+        iou: 0.45,
+        input_size: 640,
+    };
+    let engine = || UncapturableEngine {
+        input: EngineTensor {
+            name: "images".into(),
+            element: TensorType::F32,
+            shape: vec![Some(1), Some(3), None, None],
+        },
+        output: EngineTensor {
+            name: "output0".into(),
+            element: TensorType::F32,
+            shape: vec![Some(1), Some(9), None],
+        },
+        values: values.clone(),
+    };
+    let frame = Frame::grey(1280, 720);
+    let mut plain = GpuDetector::new(&gpu, engine(), &model, MemoryMode::Device)
+        .unwrap()
+        .with_graphs(false);
+    let (expected, _) = plain.detect(&frame).unwrap();
+    assert!(!expected.is_empty());
+    assert!(
+        plain
+            .graph_fallback()
+            .unwrap()
+            .contains("cuda_graph = false")
+    );
+
+    for memory in MODES {
+        let mut detector = GpuDetector::new(&gpu, engine(), &model, memory).unwrap();
+        for run in 0..4 {
+            let (found, _) = detector.detect(&frame).unwrap();
+            assert_eq!(found, expected, "{memory:?}, run {run}");
+            assert!(!detector.last_times().graph, "{memory:?}, run {run}");
+        }
+        let reason = detector
+            .graph_fallback()
+            .expect("the failed capture is reported");
+        assert!(reason.contains("capturing a CUDA graph"), "{reason}");
+        eprintln!("{memory:?}: {reason}");
+    }
+}

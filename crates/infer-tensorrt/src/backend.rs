@@ -40,9 +40,6 @@ pub enum TensorRtBackendError {
     /// The engine failed to take a shape or to run.
     #[error("TensorRT engine: {0}")]
     Engine(edgesort_infer_cuda::EngineError),
-    /// Stream capture produced no graph.
-    #[error("CUDA graph capture produced no graph")]
-    EmptyGraph,
     /// An input or output has an element type the line cannot feed or read.
     #[error("engine tensor {name:?} is {found}; the line feeds and reads FP32 or FP16")]
     TensorType {

@@ -1,8 +1,10 @@
 use std::sync::Arc;
 
-use cudarc::driver::sys::{CUdeviceptr, CUgraphInstantiate_flags, CUstreamCaptureMode};
-use cudarc::driver::{CudaGraph, CudaStream};
-use edgesort_infer_cuda::{DeviceEngine, EngineError, EngineTensor, TensorType};
+use cudarc::driver::CudaStream;
+use cudarc::driver::sys::CUdeviceptr;
+use edgesort_infer_cuda::{
+    DeviceEngine, EngineError, EngineTensor, GpuError, Graph, TensorType, capture_graph,
+};
 use tensorrt_sys::{Context, DataType, Engine, IoTensor, TensorRt};
 
 use crate::TensorRtBackendError;
@@ -26,14 +28,9 @@ pub struct TensorRtEngine {
 
 /// A captured inference, for the addresses it was captured with.
 struct CapturedGraph {
-    graph: CudaGraph,
+    graph: Graph,
     bound: (CUdeviceptr, CUdeviceptr),
 }
-
-// SAFETY: CUDA graphs are not tied to a thread; they only must not be used
-// from two threads at once, and the engine reaches its graph through
-// `&mut self` alone.
-unsafe impl Send for CapturedGraph {}
 
 impl TensorRtEngine {
     /// Deserializes `plan` for DLA core `dla_core` (if any): one image in,
@@ -73,23 +70,18 @@ impl TensorRtEngine {
     /// with the same buffers: one launch instead of one per kernel, which
     /// matters for a small model on Orin. Engines that cannot be captured
     /// (DLA ones, for instance) fall back to plain enqueues with a warning.
+    /// For [`crate::TensorRtBackend`] (validation); the GPU detector leaves
+    /// it off and captures the engine in each frame's graph instead.
     pub fn with_cuda_graph(mut self, enabled: bool) -> Self {
         self.use_graph = enabled;
         self
     }
 
-    fn capture(&mut self, stream: &Arc<CudaStream>) -> Result<CudaGraph, TensorRtBackendError> {
-        let cuda = TensorRtBackendError::Cuda;
-        stream
-            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-            .map_err(cuda)?;
+    fn capture(&mut self, stream: &Arc<CudaStream>) -> Result<Graph, GpuError> {
         // SAFETY: as in `enqueue`; during capture nothing runs yet.
-        let enqueued = unsafe { self.context.enqueue(stream.cu_stream() as *mut _) };
-        let graph = stream
-            .end_capture(CUgraphInstantiate_flags(0))
-            .map_err(cuda)?;
-        enqueued?;
-        graph.ok_or(TensorRtBackendError::EmptyGraph)
+        capture_graph(stream, || unsafe {
+            self.context.enqueue(stream.cu_stream() as *mut _)
+        })
     }
 }
 
@@ -159,10 +151,10 @@ impl DeviceEngine for TensorRtEngine {
             }
             self.bound = Some((input, output));
         }
-        if let Some(graph) = &self.graph
+        if let Some(graph) = &mut self.graph
             && graph.bound == (input, output)
         {
-            return Ok(graph.graph.launch().map_err(TensorRtBackendError::Cuda)?);
+            return Ok(graph.graph.launch()?);
         }
         // SAFETY: every tensor address is set; the caller waits for the
         // stream before touching the buffers.

@@ -38,8 +38,9 @@ pub struct TensorRtRuntime {
 
 impl TensorRtRuntime {
     /// Loads TensorRT and compiles the pre- and post-processing kernels for
-    /// GPU 0; `cuda_graph` replays each inference as a captured graph where
-    /// the engine allows it (`engine.cuda_graph`).
+    /// GPU 0; `cuda_graph` replays each frame's work (letterbox, engine,
+    /// decode and NMS) as one captured graph where the engine allows it
+    /// (`engine.cuda_graph`).
     pub fn load(cuda_graph: bool) -> Result<Arc<dyn EngineRuntime>, RuntimeError> {
         let log = Arc::new(|severity, message: &str| {
             tracing::info!(target: "tensorrt", ?severity, "{message}");
@@ -66,7 +67,8 @@ impl EngineRuntime for TensorRtRuntime {
         model: &ModelConfig,
     ) -> Result<Box<dyn Detect>, RuntimeError> {
         let engine = match TensorRtEngine::deserialize(&self.library, plan, dla_core) {
-            Ok(engine) => engine.with_cuda_graph(self.cuda_graph),
+            // The detector captures the engine in the frame's graph.
+            Ok(engine) => engine,
             // Tensors the line cannot feed or read: the wrong I/O, not a
             // load failure.
             Err(
@@ -81,8 +83,8 @@ impl EngineRuntime for TensorRtRuntime {
             Err(error) => return Err(error.into()),
         };
         let memory = self.gpu.default_memory();
-        Ok(Box::new(GpuDetector::new(
-            &self.gpu, engine, model, memory,
-        )?))
+        Ok(Box::new(
+            GpuDetector::new(&self.gpu, engine, model, memory)?.with_graphs(self.cuda_graph),
+        ))
     }
 }

@@ -462,7 +462,8 @@ pub struct EngineConfig {
     /// Engines kept in the cache, the active one included, so that rolling
     /// an update back finds its engine still built.
     pub keep_engines: usize,
-    /// Replay each inference as a captured CUDA graph.
+    /// Replay each frame's GPU work (letterbox, engine, decode and NMS) as
+    /// one captured CUDA graph; validation replays the engine alone so.
     pub cuda_graph: bool,
 }
 
