@@ -4,7 +4,9 @@
 //! the mode is negotiated from the configuration ([`negotiate`]), exposure
 //! and friends are fixed ([`plan_controls`]), each frame carries the driver's
 //! capture time and sequence number, YUYV, NV12, GREY, RGB and BGR are read in
-//! place and MJPEG is decoded, and a camera that goes away is reopened.
+//! place and MJPEG is decoded, and a camera that goes away is reopened. Where
+//! a detector lends frame buffers and the driver takes user pointers, the
+//! driver writes raw frames straight into them.
 //!
 //! [`ReplaySource`] plays a recorded clip (`frames/*.jpg`, in name order) as a
 //! camera. Each frame gets a sequence number and a timestamp on the nominal
@@ -21,6 +23,7 @@ mod jpeg;
 mod live;
 pub mod negotiate;
 mod replay;
+mod userptr;
 mod v4l2;
 
 pub use controls::{ControlInfo, ControlPlan, ControlWrite, id as control_id, plan_controls};
@@ -35,6 +38,6 @@ pub use live::{
 pub use negotiate::{CameraRequest, NegotiationError, StreamMode};
 pub use replay::{ReplaySource, clip_frames, list_jpegs, probe_frame_size};
 pub use v4l2::{
-    CameraDescription, CameraSettings, FormatListing, OpenReport, RawFrame, SizeListing,
+    CameraDescription, CameraSettings, FormatListing, OpenReport, RawBytes, RawFrame, SizeListing,
     V4l2Camera, describe_camera, video_nodes,
 };

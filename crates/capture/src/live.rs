@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use edgesort_types::{Clock, Frame, FrameLayout, FramePool, MonotonicClock, Pixels};
 
-use crate::v4l2::{CameraSettings, OpenReport, RawFrame, V4l2Camera};
+use crate::v4l2::{CameraSettings, OpenReport, RawBytes, RawFrame, V4l2Camera};
 use crate::{CameraError, CaptureFormat, StreamMode, decode_jpeg_rgb_into, raw_to_rgb};
 
 /// A camera the capture thread reads.
@@ -28,6 +28,18 @@ pub trait FrameDevice: Send {
     fn mode(&self) -> StreamMode;
     /// The next frame, waiting at most `timeout`.
     fn next(&mut self, timeout: Duration) -> Result<RawFrame<'_>, CameraError>;
+    /// Writes raw frames straight into `pool`'s buffers from now on (`None`:
+    /// into its own), or says why it cannot.
+    fn write_into(&mut self, pool: Option<Arc<dyn FramePool>>) -> Result<(), String> {
+        match pool {
+            None => Ok(()),
+            Some(_) => Err("this camera writes only into its own buffers".into()),
+        }
+    }
+    /// Whose memory frames arrive in, in words.
+    fn memory(&self) -> &'static str {
+        "the camera's own buffers"
+    }
 }
 
 impl FrameDevice for V4l2Camera {
@@ -37,6 +49,14 @@ impl FrameDevice for V4l2Camera {
 
     fn next(&mut self, timeout: Duration) -> Result<RawFrame<'_>, CameraError> {
         V4l2Camera::next(self, timeout)
+    }
+
+    fn write_into(&mut self, pool: Option<Arc<dyn FramePool>>) -> Result<(), String> {
+        V4l2Camera::write_into(self, pool)
+    }
+
+    fn memory(&self) -> &'static str {
+        V4l2Camera::memory(self)
     }
 }
 
@@ -106,6 +126,9 @@ pub struct CaptureCounters {
     pub untimed: u64,
     /// From losing the camera to its next frame, for the latest outage (µs).
     pub last_outage_us: u64,
+    /// Times the frames' memory changed (the driver began or stopped
+    /// writing into lent buffers): the frame path is worth describing again.
+    pub path_changes: u64,
 }
 
 /// Whether frames are flowing.
@@ -127,6 +150,7 @@ struct Counters {
     stalls: AtomicU64,
     untimed: AtomicU64,
     last_outage_us: AtomicU64,
+    path_changes: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -140,6 +164,11 @@ struct Slot {
     spare: Vec<Vec<u8>>,
     health: CameraHealth,
     mode: StreamMode,
+    /// Whose memory the driver writes frames into, in words.
+    memory: &'static str,
+    /// Why the driver does not write into the lent buffers, when it was
+    /// asked to and could not.
+    lending_refused: Option<String>,
 }
 
 struct Shared {
@@ -219,6 +248,8 @@ impl LiveCamera {
                 spare: Vec::new(),
                 health: CameraHealth::Streaming,
                 mode: camera.mode(),
+                memory: camera.memory(),
+                lending_refused: None,
             }),
             pool: Mutex::new(None),
             arrived: Condvar::new(),
@@ -287,27 +318,25 @@ impl LiveCamera {
 
     /// The path a frame takes from the driver to the detector, in words.
     pub fn frame_path(&self) -> String {
-        let mode = self.mode();
-        let source = format!(
-            "{} {}x{} in the driver's memory-mapped buffers (V4L2 MMAP)",
-            mode.format, mode.width, mode.height
-        );
-        let lent = match mode.format {
-            CaptureFormat::Raw(format) => self.shared.pool().filter(|pool| {
-                pool.accepts(FrameLayout {
-                    format,
-                    width: mode.width,
-                    height: mode.height,
-                    stride: mode.stride,
-                })
-            }),
-            CaptureFormat::Mjpeg => None,
+        let (mode, memory, refused) = {
+            let slot = self.shared.slot();
+            (slot.mode, slot.memory, slot.lending_refused.clone())
         };
+        let source = format!("{} {}x{} {memory}", mode.format, mode.width, mode.height);
+        if memory.contains("USERPTR") {
+            return format!("{source}; the GPU reads them, no copy");
+        }
+        let lent = mode
+            .raw_layout()
+            .and_then(|layout| self.shared.pool().filter(|pool| pool.accepts(layout)));
+        let refused = refused
+            .map(|why| format!(" (no user pointers: {why})"))
+            .unwrap_or_default();
         match (mode.format, lent) {
             (CaptureFormat::Mjpeg, _) => format!("{source}, decoded to RGB on the CPU"),
             (CaptureFormat::Raw(_), Some(pool)) => format!(
-                "{source}, copied once (memcpy, timed per frame) into {}; the GPU converts \
-                 the pixels",
+                "{source}, copied once (memcpy, timed per frame) into {}{refused}; the GPU \
+                 converts the pixels",
                 pool.describe()
             ),
             (CaptureFormat::Raw(_), None) => format!("{source}, converted to RGB on the CPU"),
@@ -327,6 +356,7 @@ impl LiveCamera {
             stalls: get(&c.stalls),
             untimed: get(&c.untimed),
             last_outage_us: get(&c.last_outage_us),
+            path_changes: get(&c.path_changes),
         }
     }
 
@@ -360,6 +390,51 @@ struct Session {
     camera: Box<dyn FrameDevice>,
     last_driver_sequence: Option<u32>,
     last_frame: Instant,
+    /// The pool last offered to the camera (by identity), if any.
+    offered: Option<Arc<dyn FramePool>>,
+}
+
+impl Session {
+    fn new(camera: Box<dyn FrameDevice>) -> Session {
+        Session {
+            camera,
+            last_driver_sequence: None,
+            last_frame: Instant::now(),
+            offered: None,
+        }
+    }
+
+    /// Offers the camera the lent pool when it changed: a raw stream is
+    /// then written straight into its buffers where the driver allows.
+    fn offer(&mut self, shared: &Shared, device: &str) {
+        let pool = shared.pool();
+        let same = match (&pool, &self.offered) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        self.offered = pool.clone();
+        if matches!(self.camera.mode().format, CaptureFormat::Mjpeg) {
+            return;
+        }
+        let refused = match self.camera.write_into(pool) {
+            Ok(()) => None,
+            Err(reason) => {
+                tracing::warn!(device, reason, "frames are copied into the lent buffers");
+                Some(reason)
+            }
+        };
+        let memory = self.camera.memory();
+        tracing::info!(device, memory, "camera frames");
+        let mut slot = shared.slot();
+        slot.memory = memory;
+        slot.lending_refused = refused;
+        drop(slot);
+        bump(&shared.counters.path_changes, 1);
+    }
 }
 
 /// How long one wait for a frame lasts, so that a stop request is noticed.
@@ -372,11 +447,7 @@ fn capture_loop(
     options: LiveOptions,
 ) {
     let device = shared.device.display().to_string();
-    let mut session = Some(Session {
-        camera: first,
-        last_driver_sequence: None,
-        last_frame: Instant::now(),
-    });
+    let mut session = Some(Session::new(first));
     let mut next_sequence: u64 = 0;
     let mut outage_since: Option<Instant> = None;
     let mut backoff = Duration::ZERO;
@@ -387,12 +458,13 @@ fn capture_loop(
                 Ok((camera, report)) => {
                     tracing::info!(device, mode = ?report.mode, "camera reopened");
                     bump(&shared.counters.reconnects, 1);
-                    shared.slot().mode = camera.mode();
-                    session = Some(Session {
-                        camera,
-                        last_driver_sequence: None,
-                        last_frame: Instant::now(),
-                    });
+                    {
+                        let mut slot = shared.slot();
+                        slot.mode = camera.mode();
+                        slot.memory = camera.memory();
+                        slot.lending_refused = None;
+                    }
+                    session = Some(Session::new(camera));
                     backoff = Duration::ZERO;
                 }
                 Err(error) => {
@@ -404,16 +476,18 @@ fn capture_loop(
             }
             continue;
         };
+        current.offer(shared, &device);
         let mode = current.camera.mode();
         let failure = match current.camera.next(POLL_SLICE) {
             Ok(raw) => {
                 current.last_frame = Instant::now();
-                let gap = count_gap(&mut current.last_driver_sequence, raw.sequence);
+                let driver_sequence = raw.sequence;
+                let gap = count_gap(&mut current.last_driver_sequence, driver_sequence);
                 bump(&shared.counters.driver_drops, gap);
                 next_sequence += gap;
                 let sequence = next_sequence;
                 next_sequence += 1;
-                match publish(shared, &raw, mode, sequence) {
+                match publish(shared, raw, mode, sequence) {
                     Ok(()) => {
                         if let Some(since) = outage_since.take() {
                             let outage = since.elapsed();
@@ -427,7 +501,7 @@ fn capture_loop(
                     }
                     Err(reason) => {
                         bump(&shared.counters.corrupt, 1);
-                        tracing::warn!(device, sequence = raw.sequence, reason, "frame skipped");
+                        tracing::warn!(device, sequence = driver_sequence, reason, "frame skipped");
                     }
                 }
                 None
@@ -486,7 +560,7 @@ fn count_gap(last: &mut Option<u32>, sequence: u32) -> u64 {
 /// counting) a frame the pipeline has not taken.
 fn publish(
     shared: &Shared,
-    raw: &RawFrame<'_>,
+    raw: RawFrame<'_>,
     mode: StreamMode,
     sequence: u64,
 ) -> Result<(), String> {
@@ -497,53 +571,61 @@ fn publish(
         bump(&shared.counters.untimed, 1);
         MonotonicClock.now()
     });
-    if let CaptureFormat::Raw(format) = mode.format {
-        let layout = FrameLayout {
-            format,
-            width: mode.width,
-            height: mode.height,
-            stride: mode.stride,
-        };
-        if let Some(mut buffer) = shared.pool().and_then(|pool| pool.take(layout)) {
-            let started = Instant::now();
-            let needed = layout.byte_len();
-            if raw.bytes.len() < needed || buffer.bytes().len() < needed {
+    let layout = mode.raw_layout();
+    let in_buffer = |layout: FrameLayout, buffer| Frame {
+        sequence,
+        captured_at,
+        width: mode.width,
+        height: mode.height,
+        pixels: Pixels::Camera { layout, buffer },
+    };
+    let bytes = match (raw.data, layout) {
+        (RawBytes::Lent { buffer, used }, Some(layout)) => {
+            // The driver wrote it where the detector reads it: no copy.
+            if used < layout.byte_len() {
                 return Err(format!(
-                    "{format:?} {}x{} with stride {} needs {needed} bytes, the driver's buffer \
-                     holds {} and the lent one {}",
+                    "{:?} {}x{} with stride {} needs {} bytes, the driver wrote {used}",
+                    layout.format,
                     layout.width,
                     layout.height,
                     layout.stride,
-                    raw.bytes.len(),
-                    buffer.bytes().len()
+                    layout.byte_len()
                 ));
             }
-            buffer.bytes_mut()[..needed].copy_from_slice(&raw.bytes[..needed]);
-            let frame = Frame {
-                sequence,
-                captured_at,
-                width: mode.width,
-                height: mode.height,
-                pixels: Pixels::Camera { layout, buffer },
-            };
-            hand_over(shared, frame, started.elapsed());
+            hand_over(shared, in_buffer(layout, buffer), Duration::ZERO);
             return Ok(());
         }
+        (RawBytes::Lent { .. }, None) => {
+            return Err("a compressed frame in a lent buffer".into());
+        }
+        (RawBytes::Driver(bytes), _) => bytes,
+    };
+    if let Some(layout) = layout
+        && let Some(mut buffer) = shared.pool().and_then(|pool| pool.take(layout))
+    {
+        let started = Instant::now();
+        let needed = layout.byte_len();
+        if bytes.len() < needed || buffer.bytes().len() < needed {
+            return Err(format!(
+                "{:?} {}x{} with stride {} needs {needed} bytes, the driver's buffer holds {} \
+                 and the lent one {}",
+                layout.format,
+                layout.width,
+                layout.height,
+                layout.stride,
+                bytes.len(),
+                buffer.bytes().len()
+            ));
+        }
+        buffer.bytes_mut()[..needed].copy_from_slice(&bytes[..needed]);
+        hand_over(shared, in_buffer(layout, buffer), started.elapsed());
+        return Ok(());
     }
     let mut rgb = shared.slot().spare.pop().unwrap_or_default();
     let started = Instant::now();
-    let converted = match mode.format {
-        CaptureFormat::Raw(format) => raw_to_rgb(
-            &FrameLayout {
-                format,
-                width: mode.width,
-                height: mode.height,
-                stride: mode.stride,
-            },
-            raw.bytes,
-            &mut rgb,
-        ),
-        CaptureFormat::Mjpeg => decode_jpeg_rgb_into(raw.bytes, &mut rgb).and_then(|size| {
+    let converted = match layout {
+        Some(layout) => raw_to_rgb(&layout, bytes, &mut rgb),
+        None => decode_jpeg_rgb_into(bytes, &mut rgb).and_then(|size| {
             if size == (mode.width, mode.height) {
                 Ok(())
             } else {

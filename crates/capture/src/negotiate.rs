@@ -135,6 +135,22 @@ pub struct StreamMode {
     pub fps: Option<f64>,
 }
 
+impl StreamMode {
+    /// Where a frame's pixels are in its bytes; `None` for a compressed
+    /// format.
+    pub fn raw_layout(&self) -> Option<edgesort_types::FrameLayout> {
+        match self.format {
+            CaptureFormat::Raw(format) => Some(edgesort_types::FrameLayout {
+                format,
+                width: self.width,
+                height: self.height,
+                stride: self.stride,
+            }),
+            CaptureFormat::Mjpeg => None,
+        }
+    }
+}
+
 /// Why no mode could be chosen.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum NegotiationError {

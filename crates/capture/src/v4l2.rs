@@ -1,14 +1,19 @@
-//! A V4L2 camera streaming through mmap buffers.
+//! A V4L2 camera streaming through mmap buffers, or into buffers a
+//! detector lends (user pointers) where the driver takes them.
 //!
 //! Opening negotiates the mode (see [`crate::negotiate`]), applies the fixed
 //! controls, and reads back what the driver really set. Each frame is lent
 //! straight out of the driver's mapped buffer until the next one is asked
-//! for, with the driver's own capture time and sequence number.
+//! for, with the driver's own capture time and sequence number; or, once
+//! [`V4l2Camera::write_into`] gave it a pool, it arrives in a pool buffer
+//! the driver wrote, and leaves with it.
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use edgesort_types::{FrameLayout, Timestamp};
+use edgesort_types::{FrameLayout, FramePool, PixelBuffer, Timestamp};
 use v4l::buffer::{Flags, Type};
 use v4l::capability::{Capabilities, Flags as CapabilityFlags};
 use v4l::control::{Control, Description, Flags as ControlFlags, Type as ControlType, Value};
@@ -25,6 +30,7 @@ use crate::negotiate::{
     CameraRequest, FormatOffer, Interval, RateOffer, SizeOffer, StreamMode, choose_format,
     choose_rate, choose_size, deviations,
 };
+use crate::userptr::{DequeuedBytes, UserStream};
 use crate::{CameraControls, CameraError, CaptureFormat, ControlInfo, NegotiationError};
 
 /// What to open and how.
@@ -56,11 +62,11 @@ pub struct OpenReport {
     pub control_notes: Vec<String>,
 }
 
-/// One frame lent from a driver buffer.
+/// One frame from the camera.
 #[derive(Debug)]
 pub struct RawFrame<'a> {
-    /// The bytes the driver filled.
-    pub bytes: &'a [u8],
+    /// Where the driver wrote it.
+    pub data: RawBytes<'a>,
     /// The driver's sequence number; gaps are frames the driver dropped.
     pub sequence: u32,
     /// The driver's capture time on `CLOCK_MONOTONIC`, when it gives one.
@@ -69,12 +75,58 @@ pub struct RawFrame<'a> {
     pub damaged: bool,
 }
 
+/// Where a frame's bytes are.
+pub enum RawBytes<'a> {
+    /// In the driver's (or the stream's) buffer, lent until the next frame.
+    Driver(&'a [u8]),
+    /// In a buffer of the pool given to [`V4l2Camera::write_into`], which
+    /// the driver wrote and which leaves with the frame: `used` bytes.
+    Lent {
+        /// The buffer.
+        buffer: Box<dyn PixelBuffer>,
+        /// Bytes the driver wrote.
+        used: usize,
+    },
+}
+
+impl std::fmt::Debug for RawBytes<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawBytes::Driver(bytes) => write!(formatter, "Driver({} bytes)", bytes.len()),
+            RawBytes::Lent { used, .. } => write!(formatter, "Lent({used} bytes)"),
+        }
+    }
+}
+
+impl RawFrame<'_> {
+    /// The frame's bytes, wherever they are.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            RawBytes::Driver(bytes) => bytes,
+            RawBytes::Lent { buffer, used } => &buffer.bytes()[..*used],
+        }
+    }
+}
+
 /// An open, streaming V4L2 camera.
 pub struct V4l2Camera {
     device: PathBuf,
-    stream: Stream<'static>,
+    /// Kept to set the mmap stream up again.
+    handle: Device,
+    buffers: Buffers,
+    count: u32,
     mode: StreamMode,
     report: OpenReport,
+}
+
+/// Whose memory the driver writes frames into.
+enum Buffers {
+    /// Its own, mapped into this process.
+    Mapped(Stream<'static>),
+    /// A detector's pool's, by user pointer.
+    User(UserStream),
+    /// None, while switching.
+    Closed,
 }
 
 impl std::fmt::Debug for V4l2Camera {
@@ -165,7 +217,9 @@ impl V4l2Camera {
         };
         Ok(V4l2Camera {
             device: path.clone(),
-            stream,
+            handle: device,
+            buffers: Buffers::Mapped(stream),
+            count: settings.buffers.max(2),
             mode,
             report,
         })
@@ -186,12 +240,89 @@ impl V4l2Camera {
         &self.device
     }
 
-    /// The next frame, waiting at most `timeout`; lent until the next call.
+    /// Whose memory frames arrive in, in words.
+    pub fn memory(&self) -> &'static str {
+        match self.buffers {
+            Buffers::User(_) => {
+                "written by the driver straight into buffers the detector lent (V4L2 USERPTR)"
+            }
+            Buffers::Mapped(_) | Buffers::Closed => {
+                "the driver's memory-mapped buffers (V4L2 MMAP)"
+            }
+        }
+    }
+
+    /// Has the driver write frames straight into `pool`'s buffers (user
+    /// pointers) from now on, or, with `None`, into its own again. A stream
+    /// on user pointers takes a new pool without stopping. Switching from
+    /// mmap buffers restarts the stream; where the driver, the format or
+    /// the pool refuses, the mmap stream comes back and the reason is
+    /// returned.
+    pub fn write_into(&mut self, pool: Option<Arc<dyn FramePool>>) -> Result<(), String> {
+        let layout = self.mode.raw_layout();
+        let pool = match (pool, layout) {
+            (None, _) => {
+                if matches!(self.buffers, Buffers::User(_)) {
+                    self.restart_mapped()?;
+                }
+                return Ok(());
+            }
+            (Some(_), None) => {
+                return Err(format!(
+                    "{} frames are decoded on the CPU, not written into the detector's buffers",
+                    self.mode.format
+                ));
+            }
+            (Some(pool), Some(layout)) if !pool.accepts(layout) => {
+                return Err(format!(
+                    "the detector's buffers do not take {} frames",
+                    self.mode.format
+                ));
+            }
+            (Some(pool), Some(_)) => pool,
+        };
+        if let Buffers::User(stream) = &mut self.buffers {
+            stream.set_pool(pool);
+            return Ok(());
+        }
+        let layout = layout.expect("a raw format");
+        self.close_buffers();
+        match UserStream::start(self.handle.handle(), pool, layout, self.count) {
+            Ok(stream) => {
+                self.buffers = Buffers::User(stream);
+                Ok(())
+            }
+            Err(refused) => {
+                let reason = format!("the driver refused user pointers at {refused}");
+                self.restart_mapped()?;
+                Err(reason)
+            }
+        }
+    }
+
+    /// Stops streaming and gives the driver's buffers back. The `v4l` crate
+    /// panics when tearing down an mmap stream fails with anything but
+    /// ENODEV; that must not take the capture thread with it.
+    fn close_buffers(&mut self) {
+        let buffers = std::mem::replace(&mut self.buffers, Buffers::Closed);
+        if std::panic::catch_unwind(AssertUnwindSafe(|| drop(buffers))).is_err() {
+            tracing::warn!(device = %self.device.display(), "stopping the stream failed");
+        }
+    }
+
+    fn restart_mapped(&mut self) -> Result<(), String> {
+        self.close_buffers();
+        let stream = Stream::with_buffers(&self.handle, Type::VideoCapture, self.count)
+            .map_err(|error| format!("setting the mmap buffers up again: {error}"))?;
+        self.buffers = Buffers::Mapped(stream);
+        Ok(())
+    }
+
+    /// The next frame, waiting at most `timeout`; a frame in the driver's
+    /// buffer is lent until the next call.
     pub fn next(&mut self, timeout: Duration) -> Result<RawFrame<'_>, CameraError> {
-        self.stream
-            .set_timeout(timeout.max(Duration::from_millis(1)));
         let device = &self.device;
-        let (buffer, meta) = self.stream.next().map_err(|error| {
+        let failed = |error: std::io::Error| {
             if error.kind() == std::io::ErrorKind::TimedOut {
                 CameraError::Timeout {
                     device: device.clone(),
@@ -200,22 +331,57 @@ impl V4l2Camera {
             } else {
                 CameraError::from_io(device, "VIDIOC_DQBUF", error)
             }
-        })?;
-        let used = match meta.bytesused as usize {
-            0 => buffer.len(),
-            used => used.min(buffer.len()),
         };
-        let monotonic = meta.flags & Flags::TIMESTAMP_MASK == Flags::TIMESTAMP_MONOTONIC;
-        let driver_time = monotonic.then(|| {
-            Timestamp::from_nanos(
-                (meta.timestamp.sec as u64) * 1_000_000_000 + (meta.timestamp.usec as u64) * 1000,
-            )
-        });
+        let (data, sequence, flags, timestamp) = match &mut self.buffers {
+            Buffers::Mapped(stream) => {
+                stream.set_timeout(timeout.max(Duration::from_millis(1)));
+                let (buffer, meta) = stream.next().map_err(failed)?;
+                let used = match meta.bytesused as usize {
+                    0 => buffer.len(),
+                    used => used.min(buffer.len()),
+                };
+                (
+                    RawBytes::Driver(&buffer[..used]),
+                    meta.sequence,
+                    meta.flags,
+                    (meta.timestamp.sec as u64, meta.timestamp.usec as u64),
+                )
+            }
+            Buffers::User(stream) => {
+                let frame = stream.next(timeout).map_err(failed)?;
+                let data = match frame.bytes {
+                    DequeuedBytes::Taken(buffer) => RawBytes::Lent {
+                        buffer,
+                        used: frame.used,
+                    },
+                    DequeuedBytes::Kept(bytes) => RawBytes::Driver(&bytes[..frame.used]),
+                };
+                (
+                    data,
+                    frame.sequence,
+                    Flags::from(frame.flags),
+                    (
+                        frame.timestamp.tv_sec as u64,
+                        frame.timestamp.tv_usec as u64,
+                    ),
+                )
+            }
+            Buffers::Closed => {
+                return Err(CameraError::from_io(
+                    device,
+                    "VIDIOC_DQBUF",
+                    std::io::Error::other("the stream is closed"),
+                ));
+            }
+        };
+        let monotonic = flags & Flags::TIMESTAMP_MASK == Flags::TIMESTAMP_MONOTONIC;
+        let driver_time = monotonic
+            .then(|| Timestamp::from_nanos(timestamp.0 * 1_000_000_000 + timestamp.1 * 1000));
         Ok(RawFrame {
-            bytes: &buffer[..used],
-            sequence: meta.sequence,
+            data,
+            sequence,
             driver_time,
-            damaged: meta.flags.contains(Flags::ERROR),
+            damaged: flags.contains(Flags::ERROR),
         })
     }
 }

@@ -117,7 +117,7 @@ fn yuyv_streams_with_driver_timestamps_and_no_sequence_gaps() {
                 height: mode.height,
                 stride: mode.stride,
             };
-            raw_to_rgb(&layout, frame.bytes, &mut rgb).unwrap();
+            raw_to_rgb(&layout, frame.bytes(), &mut rgb).unwrap();
         }
         times.push(captured);
         sequences.push(frame.sequence);
@@ -300,4 +300,209 @@ fn a_forced_disconnect_reconnects_within_a_second() {
     assert!(after.last_outage_us > 0 && after.last_outage_us < 1_000_000);
     assert!(back_after < Duration::from_secs(1), "{back_after:?}");
     assert!(camera.next_frame(Duration::from_secs(3)).is_some());
+}
+
+/// TEST DOUBLE for a detector's frame pool: heap buffers, filled with a
+/// marker byte so that a frame the driver did not write shows, at most
+/// `limit` lent at once.
+struct MarkedPool {
+    lent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    limit: u64,
+}
+
+const MARKER: u8 = 0xab;
+
+struct MarkedBuffer {
+    bytes: Vec<u8>,
+    lent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl edgesort_types::PixelBuffer for MarkedBuffer {
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Drop for MarkedBuffer {
+    fn drop(&mut self) {
+        self.lent.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl edgesort_types::FramePool for MarkedPool {
+    fn accepts(&self, layout: FrameLayout) -> bool {
+        layout.format == PixelFormat::Yuyv
+    }
+    fn take(&self, layout: FrameLayout) -> Option<Box<dyn edgesort_types::PixelBuffer>> {
+        use std::sync::atomic::Ordering;
+        if !self.accepts(layout) || self.lent.load(Ordering::SeqCst) >= self.limit {
+            return None;
+        }
+        self.lent.fetch_add(1, Ordering::SeqCst);
+        Some(Box::new(MarkedBuffer {
+            bytes: vec![MARKER; layout.byte_len()],
+            lent: self.lent.clone(),
+        }))
+    }
+    fn describe(&self) -> String {
+        "marked heap buffers (test double)".into()
+    }
+}
+
+/// Issue 24: where the driver takes user pointers (vivid does), raw frames
+/// are written by the driver straight into the buffers a detector lends,
+/// with no copy; with every lent buffer held, frames still come (converted
+/// on the CPU); taking the pool back returns to the driver's own buffers.
+#[test]
+#[ignore = "needs the vivid V4L2 driver: scripts/vivid/test.sh runs it in a VM"]
+fn the_driver_writes_raw_frames_straight_into_lent_buffers() {
+    use edgesort_types::{FramePool, Pixels};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let (camera, report) = LiveCamera::start(
+        settings(PixelFormat::Yuyv, 640, 360, 30.0),
+        LiveOptions::default(),
+    )
+    .unwrap();
+    let mode = report.mode;
+    let layout = FrameLayout {
+        format: PixelFormat::Yuyv,
+        width: mode.width,
+        height: mode.height,
+        stride: mode.stride,
+    };
+    assert!(
+        camera.frame_path().contains("V4L2 MMAP"),
+        "{}",
+        camera.frame_path()
+    );
+    let lent = Arc::new(AtomicU64::new(0));
+    let pool: Arc<dyn FramePool> = Arc::new(MarkedPool {
+        lent: lent.clone(),
+        limit: 8,
+    });
+    camera.lend_buffers(Some(pool));
+
+    let is_lent = |frame: &edgesort_types::Frame| match &frame.pixels {
+        Pixels::Camera { buffer, .. } => buffer.as_any().is::<MarkedBuffer>(),
+        Pixels::Rgb(_) => false,
+    };
+    // The switch restarts the stream once; then every frame is written by
+    // the driver into a lent buffer, and the capture thread copies nothing.
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut written = std::collections::VecDeque::new();
+    let mut in_lent = 0;
+    let mut since_switch = 0;
+    let mut last_sequence = None;
+    while in_lent < 10 {
+        assert!(
+            Instant::now() < give_up,
+            "no frames in lent buffers: {}",
+            camera.frame_path()
+        );
+        let Some((frame, copy)) = camera.next_frame_timed(Duration::from_secs(2)) else {
+            continue;
+        };
+        if let Some(last) = last_sequence {
+            assert!(frame.sequence > last);
+        }
+        last_sequence = Some(frame.sequence);
+        // Until the capture thread has moved the stream (and for the frame
+        // already in the hand-over then), a raw frame is copied into a lent
+        // buffer; from then on none is.
+        if camera.counters().path_changes == 0 {
+            continue;
+        }
+        since_switch += 1;
+        if is_lent(&frame) && copy > Duration::ZERO {
+            assert!(
+                since_switch <= 1,
+                "a frame copied after the switch: {copy:?}"
+            );
+            continue;
+        }
+        if is_lent(&frame) {
+            in_lent += 1;
+            // The last three are checked below; older ones go back.
+            written.push_back(frame);
+            if written.len() > 3 {
+                written.pop_front();
+            }
+        }
+    }
+    let path = camera.frame_path();
+    println!("frame path: {path}");
+    assert!(path.contains("V4L2 USERPTR"), "{path}");
+    assert!(camera.counters().path_changes >= 1);
+    for frame in &written {
+        let (_, bytes) = frame.layout_and_bytes();
+        assert_eq!(bytes.len(), layout.byte_len());
+        assert!(
+            bytes.iter().any(|&byte| byte != MARKER),
+            "the driver wrote the lent buffer"
+        );
+        let mut rgb = Vec::new();
+        raw_to_rgb(&layout, bytes, &mut rgb).unwrap();
+        let mut colours: Vec<[u8; 3]> = rgb.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect();
+        colours.sort_unstable();
+        colours.dedup();
+        assert!(colours.len() >= 8, "colour bars: {} colours", colours.len());
+    }
+
+    // Hold every buffer the pool may lend: frames still arrive, converted
+    // to RGB, and the stream runs on.
+    let mut held: Vec<_> = written.drain(..).collect();
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut converted = 0;
+    while converted < 3 {
+        assert!(Instant::now() < give_up, "no frames while the pool was dry");
+        let Some(frame) = camera.next_frame(Duration::from_secs(2)) else {
+            continue;
+        };
+        if is_lent(&frame) {
+            held.push(frame);
+        } else {
+            assert_eq!(frame.rgb().len(), 640 * 360 * 3);
+            converted += 1;
+        }
+    }
+    println!(
+        "{} lent buffers held, {} lent in all; {converted} frames converted meanwhile",
+        held.len(),
+        lent.load(Ordering::SeqCst)
+    );
+    drop(held);
+
+    // The pool taken back: the driver's own buffers again.
+    camera.lend_buffers(None);
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            Instant::now() < give_up,
+            "still in lent buffers: {}",
+            camera.frame_path()
+        );
+        if let Some(frame) = camera.next_frame(Duration::from_secs(2))
+            && !is_lent(&frame)
+            && camera.frame_path().contains("V4L2 MMAP")
+        {
+            break;
+        }
+    }
+    let counters = camera.counters();
+    println!("{counters:?}");
+    assert_eq!((counters.corrupt, counters.reconnects), (0, 0));
+    drop(camera);
+    assert_eq!(
+        lent.load(Ordering::SeqCst),
+        0,
+        "every lent buffer came back"
+    );
 }

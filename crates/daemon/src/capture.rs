@@ -120,9 +120,10 @@ fn live_stage(shared: Arc<Shared>, device: PathBuf, camera: CameraConfig) -> Sta
         while !shared.stopping() {
             shared.check_fault(StageName::Capture);
             // The detector in service lends buffers (the GPU line) or not;
-            // a swap or a restart of the inference stage changes that, and a
-            // reopened camera may stream another mode: then the path is
-            // described again.
+            // a swap or a restart of the inference stage changes that, the
+            // camera thread moves the driver onto the lent buffers where it
+            // takes user pointers, and a reopened camera may stream another
+            // mode: then the path is described again.
             let pool = lock(&shared.frame_pool).clone();
             let pool_changed = !same_pool(&pool, &lent);
             if pool_changed {
@@ -135,7 +136,11 @@ fn live_stage(shared: Arc<Shared>, device: PathBuf, camera: CameraConfig) -> Sta
                 CameraHealth::Reconnecting(why) => set_camera_state(&shared, "lost", Some(why)),
             }
             let counters = live.counters();
-            if pool_changed || reported.is_none() || counters.reconnects != seen.reconnects {
+            if pool_changed
+                || reported.is_none()
+                || counters.reconnects != seen.reconnects
+                || counters.path_changes != seen.path_changes
+            {
                 let path = live.frame_path();
                 if reported.as_ref() != Some(&path) {
                     tracing::info!(camera = %device.display(), path, "frame path");

@@ -190,12 +190,12 @@ fn snap(args: &SnapArgs) -> Result<()> {
         // An MJPEG frame is already a JPEG: keep the camera's own bytes,
         // once they are known to decode.
         CaptureFormat::Mjpeg => {
-            decode_jpeg_rgb(frame.bytes).map_err(|reason| CameraError::CorruptFrame {
+            decode_jpeg_rgb(frame.bytes()).map_err(|reason| CameraError::CorruptFrame {
                 device: settings.device.clone(),
                 sequence: frame.sequence,
                 reason,
             })?;
-            (frame.bytes.to_vec(), "as the camera encoded it")
+            (frame.bytes().to_vec(), "as the camera encoded it")
         }
         CaptureFormat::Raw(format) => {
             let layout = FrameLayout {
@@ -205,7 +205,7 @@ fn snap(args: &SnapArgs) -> Result<()> {
                 stride: mode.stride,
             };
             let mut rgb = Vec::new();
-            raw_to_rgb(&layout, frame.bytes, &mut rgb).map_err(|reason| {
+            raw_to_rgb(&layout, frame.bytes(), &mut rgb).map_err(|reason| {
                 CameraError::CorruptFrame {
                     device: settings.device.clone(),
                     sequence: frame.sequence,

@@ -39,7 +39,7 @@ impl FrameDevice for ScriptedCamera {
             }) => {
                 self.current = bytes;
                 Ok(RawFrame {
-                    bytes: &self.current,
+                    data: RawBytes::Driver(&self.current),
                     sequence,
                     driver_time: Some(Timestamp::from_nanos(1_000_000 * u64::from(sequence))),
                     damaged,
