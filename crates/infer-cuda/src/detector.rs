@@ -37,7 +37,7 @@ pub struct GpuTimes {
     pub graph: bool,
 }
 
-/// Frame buffers whose graphs are kept, at most: the pool's eight and the
+/// Frame buffers whose graphs are kept, at most: the pool's twelve and the
 /// letterbox's own frame, with room for a pool that reallocated.
 const GRAPHS_KEPT: usize = 16;
 

@@ -12,11 +12,13 @@ use edgesort_types::{FrameLayout, FramePool, PixelBuffer, PixelFormat};
 use crate::memory::HostBuffer;
 use crate::{Gpu, MemoryMode};
 
-/// Buffers in flight at most. In the daemon: one the camera fills, one in
-/// the camera's slot, one in the line's hand-over, one the detector reads,
-/// two queued for sorting, one sorting, one in the status page's snapshot.
-/// Past that a frame takes the CPU path rather than wait.
-const BUFFERS: usize = 8;
+/// Buffers in flight at most. In the daemon: the camera driver's queue
+/// (four by default, `camera.buffers`, when it writes into them by user
+/// pointer; one the capture thread fills otherwise), one in the camera's
+/// slot, one in the line's hand-over, one the detector reads, two queued
+/// for sorting, one sorting, one in the status page's snapshot. Past that
+/// a frame takes the CPU path rather than wait.
+const BUFFERS: usize = 12;
 
 /// The pool a [`crate::GpuDetector`] lends the camera.
 pub struct GpuFramePool {
