@@ -38,7 +38,7 @@ pub trait FrameDevice: Send {
     }
     /// Whose memory frames arrive in, in words.
     fn memory(&self) -> &'static str {
-        "the camera's own buffers"
+        "in the camera's own buffers"
     }
 }
 

@@ -247,7 +247,7 @@ impl V4l2Camera {
                 "written by the driver straight into buffers the detector lent (V4L2 USERPTR)"
             }
             Buffers::Mapped(_) | Buffers::Closed => {
-                "the driver's memory-mapped buffers (V4L2 MMAP)"
+                "in the driver's memory-mapped buffers (V4L2 MMAP)"
             }
         }
     }

@@ -228,7 +228,7 @@ fn raw_frames_land_in_lent_buffers_unconverted_and_fall_back_to_rgb_when_none_is
     })));
     let path = live.frame_path();
     assert!(
-        path.starts_with("YUYV 4x2 in the driver's memory-mapped buffers (V4L2 MMAP)")
+        path.starts_with("YUYV 4x2 in the camera's own buffers")
             && path
                 .contains("copied once (memcpy, timed per frame) into heap buffers (test double)"),
         "{path}"
